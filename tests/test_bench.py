@@ -1,0 +1,28 @@
+"""The benchmark's two pipelines feed the same thing: checked on tiny data, not timed."""
+
+from __future__ import annotations
+
+import torch
+
+from course_lib.bench import PILDataset, engine_loader, train_throughput, tutorial_loader
+from course_lib.models import SmallCNN
+
+
+def test_both_pipelines_yield_normalised_augmented_batches():
+    images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(40) % 10
+    tut = tutorial_loader(images, labels, batch_size=8, workers=0)
+    eng = engine_loader(images, labels, 8)
+    (xt, yt), (xe, ye) = next(iter(tut)), next(iter(eng))
+    assert xt.shape == xe.shape == (8, 1, 28, 28) and xt.dtype == xe.dtype == torch.float32
+    assert yt.dtype == ye.dtype == torch.int64
+    # both normalised with MNIST statistics: values span roughly [-0.42, 2.8]
+    for x in (xt, xe):
+        assert x.min() >= -0.43 and x.max() <= 2.83
+    assert len(PILDataset(images, labels, lambda im: im)) == 40
+
+
+def test_train_throughput_counts_images():
+    images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(64) % 10
+    assert train_throughput(SmallCNN(1, 10), engine_loader(images, labels, 16), n_images=48) > 0
