@@ -19,6 +19,7 @@ import torch
 
 from . import recipes, transfer
 from .ssl import recipes as ssl_recipes
+from .ssl.byol_recipe import byol_recipe
 from .ssl.mae_recipe import mae_recipe
 
 #: name -> (recipe function, one-line description).  A recipe takes ``out``, ``epochs``,
@@ -30,6 +31,8 @@ RECIPES: dict[str, tuple[Callable[..., Any], str]] = {
                    "notebook 02: MoCo v2, 28 px ConvEncoder (388 k params) on unlabelled MNIST"),
     "moco-fashion-mnist": (ssl_recipes.moco_recipe("fashion-mnist"),
                            "notebook 02: MoCo v2, 28 px ConvEncoder on unlabelled Fashion-MNIST"),
+    "byol-mnist": (byol_recipe("mnist"),
+                   "notebook 03: BYOL, the same 28 px ConvEncoder (388 k params) on unlabelled MNIST, cosine tau"),
     "mae-cifar10": (mae_recipe("cifar10"),
                     "notebook 06: masked autoencoder, 0.9 M-param ViT on 4x4 patches, unlabelled CIFAR-10"),
     "mae-cifar100": (mae_recipe("cifar100"),

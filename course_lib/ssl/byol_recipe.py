@@ -1,0 +1,329 @@
+"""BYOL pretraining on 28 px images: ``BYOLConfig``, ``pretrain_byol`` and the ``byol-mnist`` recipe.
+
+The pieces are the MoCo ones (``course_lib.ssl.recipes``) with BYOL in the middle:
+the same ``ConvEncoder``, the same batched two-view augmentation (``moco_views``),
+the same loop (``train_ssl`` with warm-up + cosine learning rate, ``KNNMonitor``,
+resume file).  What BYOL adds is the target network, updated after every optimiser
+step with ``tau`` following the cosine schedule (``cosine_tau``) from ``tau_base``
+up to 1.  ``train_ssl`` only calls ``model(view1, view2)``, so the EMA step lives in
+``ScheduledBYOL``: before each forward pass (while training) it applies the EMA
+update that belongs to the previous optimiser step, and ``finish()`` applies the
+last one.  It also logs ``tau`` and the collapse monitor (``collapse_std`` of the
+online projections) at every step.
+
+Notebook 03 rebuilds the model from these pieces, so loading
+``checkpoints/byol-mnist.pt`` and retraining with ``TRAIN=True`` run the same code.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..checkpoints import save_checkpoint, tensor_checksum
+from ..evaluation import extract_features, knn_classify
+from ..paths import checkpoints_dir, runs_dir
+from .byol import BYOL, BYOLOutput, collapse_std
+from .common import cosine_tau
+from .encoders import ConvEncoder
+from .recipes import moco_views, probe_accuracy_few_labels
+from .trainer import KNNMonitor, SSLHistory, TwoViews, train_ssl
+
+TAU_SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class BYOLConfig:
+    """Everything that defines a BYOL pretraining run on 28 px greyscale images.
+
+    Encoder and views are those of ``MoCoConfig`` (four plain conv stages, 256-d
+    features; crops of 50-100 %, small rotation/shear, a small erased patch), so the
+    two methods are compared on equal terms.  BYOL's own settings: projector and
+    predictor ``Linear-BN-ReLU-Linear`` with ``hidden_dim`` hidden units and
+    ``projection_dim`` outputs (paper: 4096 / 256, for ResNet-50 on ImageNet),
+    ``tau_base = 0.99`` (paper: 0.996 for 1000 epochs; a short run needs a faster
+    target) raised to 1 along the cosine schedule, SGD with momentum (the paper's
+    LARS matters only for huge batches).
+
+    ``tau_schedule="constant"`` keeps ``tau = tau_base`` throughout (what many
+    re-implementations, and the report, do); ``"cosine"`` is the paper's schedule.
+    """
+
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    blocks: int = 0
+    projection_dim: int = 128
+    hidden_dim: int = 512
+    tau_base: float = 0.99
+    tau_schedule: str = "cosine"
+    batch_size: int = 256
+    lr: float = 0.06
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    epochs: int = 4
+    warmup_epochs: float = 0.5
+    # view augmentation (read by ``moco_views``): crop scale, rotation, shear, erasing, flips
+    crop_scale: tuple[float, float] = (0.5, 1.0)
+    degrees: float = 15.0
+    shear: float = 10.0
+    erase_p: float = 0.3
+    hflip: bool = False
+    seed: int = 0
+    dataset: str = "mnist"
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ValueError(f"BYOLConfig: {msg}")
+
+        need(len(self.widths) > 0 and all(int(w) >= 1 for w in self.widths),
+             f"widths must be positive channel counts, got {self.widths!r}")
+        need(self.blocks >= 0, f"blocks must be >= 0, got {self.blocks}")
+        need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        need(self.batch_size >= 2, f"batch_size must be >= 2 (BatchNorm in the heads needs a batch), got {self.batch_size}")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(0.0 <= self.momentum < 1.0, f"momentum must be in [0, 1), got {self.momentum}")
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        need(0.0 <= self.tau_base <= 1.0, f"tau_base must be in [0, 1] (BYOL uses 0.99-0.996), got {self.tau_base}")
+        need(self.tau_schedule in TAU_SCHEDULES, f"tau_schedule must be one of {TAU_SCHEDULES}, got {self.tau_schedule!r}")
+        need(self.projection_dim >= 1 and self.hidden_dim >= 1,
+             f"projection_dim and hidden_dim must be >= 1, got {self.projection_dim}, {self.hidden_dim}")
+        need(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        need(len(self.crop_scale) == 2 and 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
+             f"crop_scale must be (lo, hi) with 0 < lo <= hi <= 1, got {self.crop_scale}")
+        need(self.degrees >= 0 and self.shear >= 0, f"degrees and shear must be >= 0, got {self.degrees}, {self.shear}")
+        need(0.0 <= self.erase_p <= 1.0, f"erase_p must be a probability, got {self.erase_p}")
+
+    def encoder(self, in_channels: int = 1) -> ConvEncoder:
+        """A fresh (randomly initialised) encoder of this configuration."""
+        return ConvEncoder(in_channels, self.widths, self.blocks)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+BYOL_CONFIGS: dict[str, BYOLConfig] = {
+    "mnist": BYOLConfig(),
+}
+
+
+def byol_views(cfg: BYOLConfig) -> TwoViews:
+    """The two-view augmentation: exactly MoCo's (``moco_views``) with ``cfg``'s strengths."""
+    return moco_views(cfg)  # type: ignore[arg-type]  # reads crop_scale, hflip, degrees, shear, erase_p
+
+
+def build_byol(encoder: nn.Module, cfg: BYOLConfig, **overrides: Any) -> BYOL:
+    """``BYOL`` around ``encoder`` (``overrides``: e.g. ``use_predictor=False``, ``use_ema=False``)."""
+    feature_dim = getattr(encoder, "feature_dim", None) or cfg.widths[-1]
+    kw = dict(projection_dim=cfg.projection_dim, hidden_dim=cfg.hidden_dim, tau_base=cfg.tau_base)
+    kw.update(overrides)
+    return BYOL(encoder, feature_dim, **kw)
+
+
+class ScheduledBYOL(nn.Module):
+    """``BYOL`` plus its EMA schedule, for a loop that only calls ``model(x1, x2)``.
+
+    In training mode, each forward pass first applies the target update of the
+    previous optimiser step, ``update_target(k - 1, total_steps)`` (cosine) or a
+    constant ``tau_base``; ``finish()`` applies the update of the last step.  So after
+    optimiser step ``k`` the target has moved with ``tau_k = cosine_tau(k, K, tau_base)``,
+    as in the paper.  ``taus`` and ``collapse`` log ``tau`` and ``collapse_std`` of the
+    online projections per step; they and the step counter are saved in the
+    ``state_dict`` (extra state), so an interrupted run resumes on schedule.
+    """
+
+    def __init__(self, byol: BYOL, total_steps: int, schedule: str = "cosine") -> None:
+        super().__init__()
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        if schedule not in TAU_SCHEDULES:
+            raise ValueError(f"schedule must be one of {TAU_SCHEDULES}, got {schedule!r}")
+        self.byol, self.total_steps, self.schedule = byol, total_steps, schedule
+        self.steps_done = 0  # forward passes in training mode = optimiser steps started
+        self.taus: list[float] = []
+        self.collapse: list[float] = []
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return self.byol.trainable_parameters()
+
+    def _ema_step(self, k: int) -> None:
+        if self.schedule == "cosine":
+            tau = self.byol.update_target(k, self.total_steps)
+        else:  # constant: cosine_tau at step 0 is exactly tau_base
+            tau = self.byol.update_target(0, self.total_steps)
+        self.taus.append(float(tau))
+
+    @torch.no_grad()
+    def finish(self) -> None:
+        """Apply the EMA update of the last optimiser step (call once after training)."""
+        if len(self.taus) < self.steps_done:
+            self._ema_step(self.steps_done - 1)
+
+    def forward(self, x1: Tensor, x2: Tensor) -> BYOLOutput:
+        if self.training:
+            if self.steps_done > len(self.taus):  # the previous optimiser step has happened
+                with torch.no_grad():
+                    self._ema_step(self.steps_done - 1)
+            self.steps_done += 1
+        out = self.byol(x1, x2)
+        if self.training:
+            self.collapse.append(collapse_std(out.projections))
+        return out
+
+    def get_extra_state(self) -> dict:
+        return {"steps_done": self.steps_done, "taus": list(self.taus), "collapse": list(self.collapse)}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.steps_done = int(state["steps_done"])
+        self.taus, self.collapse = list(state["taus"]), list(state["collapse"])
+
+
+def pretrain_byol(
+    encoder: nn.Module,
+    images: Tensor,
+    cfg: BYOLConfig,
+    *,
+    epochs: int | None = None,
+    monitor: KNNMonitor | None = None,
+    checkpoint: str | Path | None = None,
+    device: torch.device | str | None = None,
+    seed: int | None = None,
+    max_steps_per_epoch: int | None = None,
+    log: Callable[[str], None] | None = print,
+    **byol_overrides: Any,
+) -> SSLHistory:
+    """BYOL-pretrain ``encoder`` on unlabelled ``images``; its weights are updated in place.
+
+    Training runs on a copy inside ``BYOL``; the online encoder's weights are copied
+    back at the end.  The returned history's epoch records gain ``tau`` (at the end
+    of the epoch) and ``collapse_std`` (mean over the epoch's steps; about
+    ``1/sqrt(projection_dim)`` while healthy, near 0 when collapsed), and
+    ``history.taus`` / ``history.collapse`` hold the per-step values.
+    ``byol_overrides`` go to ``BYOL`` (``use_predictor=False``, ``use_ema=False``).
+    """
+    if device is None:
+        device = next(encoder.parameters()).device
+    seed = cfg.seed if seed is None else seed
+    epochs = epochs or cfg.epochs
+    batch_size = min(cfg.batch_size, len(images))
+    steps_per_epoch = len(images) // batch_size
+    if max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, max_steps_per_epoch)
+    total_steps = epochs * steps_per_epoch
+    byol = build_byol(copy.deepcopy(encoder), cfg, **byol_overrides)
+    model = ScheduledBYOL(byol, total_steps, cfg.tau_schedule).to(device)
+    opt = torch.optim.SGD(model.trainable_parameters(), lr=cfg.lr * batch_size / 256, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay)
+    history = train_ssl(model, images, byol_views(cfg), epochs=epochs, batch_size=batch_size, optimizer=opt,
+                        warmup_epochs=cfg.warmup_epochs, backbone=byol.encoder, monitor=monitor,
+                        checkpoint=checkpoint, device=device, seed=seed,
+                        max_steps_per_epoch=max_steps_per_epoch, log=log)
+    model.finish()
+    for r in history.records:
+        e = int(r["epoch"])
+        chunk = model.collapse[(e - 1) * steps_per_epoch:e * steps_per_epoch]
+        r["tau"] = model.taus[e * steps_per_epoch - 1] if len(model.taus) >= e * steps_per_epoch else float("nan")
+        if chunk:
+            r["collapse_std"] = sum(chunk) / len(chunk)
+    history.taus, history.collapse = list(model.taus), list(model.collapse)  # type: ignore[attr-defined]
+    encoder.load_state_dict(byol.encoder.state_dict())
+    return history
+
+
+def expected_taus(total_steps: int, tau_base: float, schedule: str = "cosine") -> list[float]:
+    """The ``tau`` of every optimiser step that ``ScheduledBYOL`` should apply."""
+    if schedule == "constant":
+        return [tau_base] * total_steps
+    return [cosine_tau(k, total_steps, tau_base) for k in range(total_steps)]
+
+
+def byol_recipe(dataset: str) -> Callable[..., Path]:
+    """The ``course pretrain byol-<dataset>`` recipe: pretrain, evaluate on validation, save."""
+    if dataset not in BYOL_CONFIGS:
+        raise ValueError(f"no BYOL config for {dataset!r}; known: {sorted(BYOL_CONFIGS)}")
+
+    def recipe(*, out: str | Path | None = None, epochs: int | None = None, seed: int = 0, root: str | None = None,
+               device: str | None = None, limit: int | None = None, fresh: bool = False,
+               log: Callable[[str], None] = print) -> Path:
+        from ..clustering import cluster_scores
+        from ..data import load_dataset, stratified_split
+        from ..train import get_device, seed_everything
+
+        t_all = time.perf_counter()
+        name = f"byol-{dataset}"
+        cfg = BYOL_CONFIGS[dataset]
+        epochs = epochs or cfg.epochs
+        dev = get_device(device)
+        seed_everything(seed)
+        train_full = load_dataset(dataset, "train", root=root)
+        train_idx, val_idx = stratified_split(train_full.labels, val_fraction=0.1, seed=0)
+        train, val = train_full.subset(train_idx), train_full.subset(val_idx)
+        images = train.images if limit is None else train.images[:limit]
+        g = torch.Generator().manual_seed(0)
+        mem = torch.randperm(len(train), generator=g)[:5000]
+        monitor = KNNMonitor(train.images[mem], train.labels[mem], val.images[:2000], val.labels[:2000])
+        key = hashlib.sha256(repr((cfg, epochs, seed, limit)).encode()).hexdigest()[:10]
+        resume = runs_dir() / "pretrain" / f"{name}-{key}.resume.pt"
+        if fresh and resume.exists():
+            resume.unlink()
+        log(f"{name}: {len(images)} unlabelled {dataset} images (training split minus a 10 % validation split), "
+            f"{epochs} epochs, device {dev}, {torch.get_num_threads()} thread(s); resume file {resume}")
+        torch.manual_seed(seed)
+        encoder = cfg.encoder(train.images.shape[1]).to(dev)
+        history = pretrain_byol(encoder, images, cfg, epochs=epochs, monitor=monitor, checkpoint=resume,
+                                device=dev, seed=seed, log=log)
+        if history.interrupted:
+            raise KeyboardInterrupt(f"{name} interrupted; run the same command again to resume from {resume}")
+
+        t0 = time.perf_counter()
+        encoder.cpu()
+        f_train = extract_features(encoder, train.images)
+        f_val = extract_features(encoder, val.images)
+        knn_pred = knn_classify(f_train, train.labels, f_val)
+        probe100 = probe_accuracy_few_labels(f_train, train.labels, f_val, val.labels, 10, range(5))
+        clusters = cluster_scores(f_val, val.labels, n_clusters=10, seed=0)
+        metrics = {
+            "val_knn_acc_all_labels": float((knn_pred == val.labels).float().mean()),
+            "val_probe100_acc_mean": sum(probe100) / len(probe100),
+            "val_probe100_acc_per_draw": probe100,
+            "val_kmeans_nmi": clusters["nmi"], "val_kmeans_ari": clusters["ari"], "val_kmeans_acc": clusters["acc"],
+            "final_loss": history.records[-1]["loss"],
+            "final_collapse_std": history.records[-1].get("collapse_std"),
+        }
+        log(f"evaluation on the validation split ({time.perf_counter() - t0:.0f} s): {metrics}")
+        out = Path(out) if out else checkpoints_dir() / f"{name}.pt"
+        hist = history.to_dict()
+        stride = hist["step_stride"]
+        hist["collapse"] = [sum(history.collapse[i:i + stride]) / len(history.collapse[i:i + stride])  # type: ignore[attr-defined]
+                            for i in range(0, len(history.collapse), stride)]  # type: ignore[attr-defined]
+        hist["taus"] = history.taus[::stride]  # type: ignore[attr-defined]
+        save_checkpoint(out, encoder, {
+            "name": name,
+            "dataset": dataset,
+            "dataset_checksum": tensor_checksum(train_full.images, train_full.labels),
+            "pretrain_images": len(images),
+            "split": "training split minus stratified_split(val_fraction=0.1, seed=0); labels unused",
+            "profile": "reference",
+            "epochs": epochs,
+            "wall_time_s": history.wall_time_s,
+            "total_wall_time_s": time.perf_counter() - t_all,
+            "threads": torch.get_num_threads(),
+            "device": str(dev),
+            "seed": seed,
+            "model_config": encoder.config(),
+            "byol_config": cfg.to_dict(),
+            "views": repr(byol_views(cfg)),
+            "metrics": metrics,
+            "history": hist,
+        })
+        log(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB)")
+        return out
+
+    recipe.__doc__ = f"BYOL with a 28 px ConvEncoder on {dataset}, checkpoint checkpoints/byol-{dataset}.pt"
+    return recipe
