@@ -263,3 +263,27 @@ def test_probe_accuracy_few_labels_gives_one_accuracy_per_draw(tiny_classificati
     x = images.flatten(1).float() / 255
     accs = probe_accuracy_few_labels(x, labels, x, labels, n_per_class=4, seeds=range(3), Cs=(0.1, 1.0))
     assert len(accs) == 3 and all(a > 0.8 for a in accs)
+
+
+def test_moco_recipe_trains_evaluates_and_saves_provenance(tmp_path, monkeypatch):
+    """End to end on 300 fake 28 px digits: validation held out, checkpoint loads into the encoder."""
+    import course_lib.data as data
+    from course_lib.checkpoints import load_checkpoint
+    from course_lib.data import ImageDataset
+    from course_lib.ssl.recipes import moco_recipe
+
+    g = torch.Generator().manual_seed(0)
+    fake = ImageDataset(torch.randint(0, 256, (300, 1, 28, 28), generator=g, dtype=torch.uint8),
+                        torch.arange(300) % 10, [str(i) for i in range(10)], "mnist", "train")
+    monkeypatch.setattr(data, "load_dataset", lambda name, split="train", root=None: fake)
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
+    logs: list[str] = []
+    out = moco_recipe("mnist")(out=tmp_path / "moco.pt", epochs=1, log=logs.append)
+    _, meta = load_checkpoint(out, MOCO_CONFIGS["mnist"].encoder(1))
+    for key in ("dataset_checksum", "epochs", "wall_time_s", "metrics", "model_config", "moco_config", "views"):
+        assert key in meta, key
+    assert meta["epochs"] == 1 and meta["pretrain_images"] == 270  # the 10 % validation split is held out
+    assert len(meta["metrics"]["val_probe100_acc_per_draw"]) == 5
+    assert any("resume file" in line for line in logs)
+    with pytest.raises(ValueError, match="known"):
+        moco_recipe("cifar10")

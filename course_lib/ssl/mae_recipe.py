@@ -17,7 +17,6 @@ so loading the checkpoint and retraining with ``TRAIN=True`` run the same code.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,10 +26,9 @@ import torch
 from torch import Tensor, nn
 
 from .. import augment as A
-from ..checkpoints import save_checkpoint, tensor_checksum
 from ..evaluation import knn_classify, linear_probe
-from ..paths import checkpoints_dir, runs_dir
 from .mae import MAE, POOLS, unpatchify
+from .pretraining import prepare_pretraining
 from .trainer import KNNMonitor, SSLHistory, train_ssl
 
 
@@ -266,32 +264,16 @@ def mae_recipe(dataset: str) -> Callable[..., Path]:
     def recipe(*, out: str | Path | None = None, epochs: int | None = None, seed: int = 0, root: str | None = None,
                device: str | None = None, limit: int | None = None, fresh: bool = False,
                log: Callable[[str], None] = print) -> Path:
-        from ..data import load_dataset, stratified_split
-        from ..train import get_device, seed_everything
-
-        name = f"mae-{dataset}"
         cfg = MAE_CONFIGS[dataset]
-        epochs = epochs or cfg.epochs
-        dev = get_device(device)
-        seed_everything(seed)
-        train_full = load_dataset(dataset, "train", root=root)
-        train_idx, val_idx = stratified_split(train_full.labels, val_fraction=0.1, seed=0)
-        train, val = train_full.subset(train_idx), train_full.subset(val_idx)
-        images = train.images if limit is None else train.images[:limit]
-        mem = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:5000]
-        monitor = KNNMonitor(train.images[mem], train.labels[mem], val.images[:2000], val.labels[:2000])
-        key = hashlib.sha256(repr((cfg, epochs, seed, limit)).encode()).hexdigest()[:10]
-        resume = runs_dir() / "pretrain" / f"{name}-{key}.resume.pt"
-        if fresh and resume.exists():
-            resume.unlink()
-        log(f"{name}: {len(images)} unlabelled {dataset} images (training split minus a 10 % validation split), "
-            f"{epochs} epochs, device {dev}, {torch.get_num_threads()} thread(s); resume file {resume}")
-        torch.manual_seed(seed)
+        setup = prepare_pretraining(f"mae-{dataset}", dataset, cfg, epochs=epochs or cfg.epochs, seed=seed, root=root,
+                                    device=device, limit=limit, fresh=fresh, log=log)
+        dev, train, val = setup.device, setup.train, setup.val
         mae = cfg.model().to(dev)
-        history = pretrain_mae(mae, images, cfg, epochs=epochs, monitor=monitor, checkpoint=resume,
-                               device=dev, seed=seed, log=log)
+        history = pretrain_mae(mae, setup.images, cfg, epochs=setup.epochs, monitor=setup.monitor,
+                               checkpoint=setup.resume, device=dev, seed=seed, log=log)
         if history.interrupted:
-            raise KeyboardInterrupt(f"{name} interrupted; run the same command again to resume from {resume}")
+            raise KeyboardInterrupt(f"{setup.name} interrupted; run the same command again to resume from "
+                                    f"{setup.resume}")
 
         t0 = time.perf_counter()
         torch.manual_seed(seed)
@@ -306,27 +288,11 @@ def mae_recipe(dataset: str) -> Callable[..., Path]:
             metrics[f"val_knn_mean_acc_{tag}"] = float((pred == val.labels).float().mean())
         log(f"[{time.strftime('%H:%M:%S')}] evaluation on the validation split "
             f"({time.perf_counter() - t0:.0f} s): {metrics}")
-        out = Path(out) if out else checkpoints_dir() / f"{name}.pt"
-        save_checkpoint(out, mae.cpu(), {
-            "name": name,
-            "dataset": dataset,
-            "dataset_checksum": tensor_checksum(train_full.images, train_full.labels),
-            "pretrain_images": len(images),
-            "split": "training split minus stratified_split(val_fraction=0.1, seed=0); labels unused",
-            "profile": "reference",
-            "epochs": epochs,
-            "wall_time_s": history.wall_time_s,
-            "threads": torch.get_num_threads(),
-            "device": str(dev),
-            "seed": seed,
-            "model_config": cfg.model_kwargs(),
-            "mae_config": cfg.to_dict(),
-            "views": repr(mae_views(cfg)),
-            "metrics": metrics,
-            "metrics_note": "linear probes (C=1, standardised) trained on the training split, accuracy on the "
-                            "validation split; 'random' = a randomly initialised encoder of the same shape",
-            "history": history.to_dict(),
-        })
+        out = setup.save(out, mae, history, metrics,
+                         model_config=cfg.model_kwargs(), mae_config=cfg.to_dict(), views=repr(mae_views(cfg)),
+                         metrics_note="linear probes (C=1, standardised) trained on the training split, accuracy "
+                                      "on the validation split; 'random' = a randomly initialised encoder of the "
+                                      "same shape")
         log(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB)")
         return out
 

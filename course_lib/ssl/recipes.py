@@ -13,7 +13,6 @@ Recipes are registered in ``course_lib.pretrain.RECIPES``.
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,12 +22,11 @@ import torch
 from torch import Tensor, nn
 
 from .. import augment as A
-from ..checkpoints import save_checkpoint, tensor_checksum
 from ..evaluation import class_balanced_indices, extract_features, knn_classify
 from ..fewlabel import cv_probe_accuracy
-from ..paths import checkpoints_dir, runs_dir
 from .encoders import ConvEncoder
 from .moco import MoCo
+from .pretraining import prepare_pretraining
 from .trainer import KNNMonitor, SSLHistory, TwoViews, train_ssl
 
 
@@ -164,33 +162,16 @@ def moco_recipe(dataset: str) -> Callable[..., Path]:
     def recipe(*, out: str | Path | None = None, epochs: int | None = None, seed: int = 0, root: str | None = None,
                device: str | None = None, limit: int | None = None, fresh: bool = False,
                log: Callable[[str], None] = print) -> Path:
-        from ..data import load_dataset, stratified_split
-        from ..train import get_device, seed_everything
-
-        name = f"moco-{dataset}"
         cfg = MOCO_CONFIGS[dataset]
-        epochs = epochs or cfg.epochs
-        dev = get_device(device)
-        seed_everything(seed)
-        train_full = load_dataset(dataset, "train", root=root)
-        train_idx, val_idx = stratified_split(train_full.labels, val_fraction=0.1, seed=0)
-        train, val = train_full.subset(train_idx), train_full.subset(val_idx)
-        images = train.images if limit is None else train.images[:limit]
-        g = torch.Generator().manual_seed(0)
-        mem = torch.randperm(len(train), generator=g)[:5000]
-        monitor = KNNMonitor(train.images[mem], train.labels[mem], val.images[:2000], val.labels[:2000])
-        key = hashlib.sha256(repr((cfg, epochs, seed, limit)).encode()).hexdigest()[:10]
-        resume = runs_dir() / "pretrain" / f"{name}-{key}.resume.pt"
-        if fresh and resume.exists():
-            resume.unlink()
-        log(f"{name}: {len(images)} unlabelled {dataset} images (training split minus a 10 % validation split), "
-            f"{epochs} epochs, device {dev}, {torch.get_num_threads()} thread(s); resume file {resume}")
-        torch.manual_seed(seed)
+        setup = prepare_pretraining(f"moco-{dataset}", dataset, cfg, epochs=epochs or cfg.epochs, seed=seed,
+                                    root=root, device=device, limit=limit, fresh=fresh, log=log)
+        dev, train, val = setup.device, setup.train, setup.val
         encoder = cfg.encoder(train.images.shape[1]).to(dev)
-        history = pretrain_moco(encoder, images, cfg, epochs=epochs, monitor=monitor, checkpoint=resume,
-                                device=dev, seed=seed, log=log)
+        history = pretrain_moco(encoder, setup.images, cfg, epochs=setup.epochs, monitor=setup.monitor,
+                                checkpoint=setup.resume, device=dev, seed=seed, log=log)
         if history.interrupted:
-            raise KeyboardInterrupt(f"{name} interrupted; run the same command again to resume from {resume}")
+            raise KeyboardInterrupt(f"{setup.name} interrupted; run the same command again to resume from "
+                                    f"{setup.resume}")
 
         t0 = time.perf_counter()
         encoder.cpu()
@@ -205,25 +186,8 @@ def moco_recipe(dataset: str) -> Callable[..., Path]:
             "final_loss": history.records[-1]["loss"],
         }
         log(f"evaluation on the validation split ({time.perf_counter() - t0:.0f} s): {metrics}")
-        out = Path(out) if out else checkpoints_dir() / f"{name}.pt"
-        save_checkpoint(out, encoder, {
-            "name": name,
-            "dataset": dataset,
-            "dataset_checksum": tensor_checksum(train_full.images, train_full.labels),
-            "pretrain_images": len(images),
-            "split": "training split minus stratified_split(val_fraction=0.1, seed=0); labels unused",
-            "profile": "reference",
-            "epochs": epochs,
-            "wall_time_s": history.wall_time_s,
-            "threads": torch.get_num_threads(),
-            "device": str(dev),
-            "seed": seed,
-            "model_config": encoder.config(),
-            "moco_config": cfg.to_dict(),
-            "views": repr(moco_views(cfg)),
-            "metrics": metrics,
-            "history": history.to_dict(),
-        })
+        out = setup.save(out, encoder, history, metrics,
+                         model_config=encoder.config(), moco_config=cfg.to_dict(), views=repr(moco_views(cfg)))
         log(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB)")
         return out
 
