@@ -46,10 +46,12 @@ DRAWS = None           # label draws per setting; None: use the profile setting
 PRETRAIN_EPOCHS = None # None: use the profile setting (only used when training)
 
 # %%
+import math
 import time
 
 import matplotlib.pyplot as plt
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from course_lib import augment as A
@@ -171,10 +173,349 @@ plt.show()
 # | BatchNorm shared by queries and keys on one device | the network can match batch statistics instead of content | split BatchNorm + shuffled key batch (`shuffle="split_bn"`) |
 # | Optuna on the test set, a 75/25 split of the 100 labels | the reported test number is tuned to the test set; 25 validation images decide nothing | settings fixed in advance; the probe's `C` by cross-validation inside each labelled draw (`cv_probe_accuracy`) |
 #
-# The next cell checks the first three fixes on a real `MoCo` object.
+# The three exercises below write, in plain torch, the three pieces the report got
+# wrong or left out — the loss, the queue and the momentum update of the key encoder —
+# each compared with the library's version; the cell after them checks the fixes on a
+# real `MoCo` object. The settings they use are those of the reference checkpoint:
 
 # %%
 moco_cfg = MOCO_CONFIGS[DATASET]
+print(f"queue K = {moco_cfg.K} keys of dim {moco_cfg.dim}, temperature T = {moco_cfg.T}, "
+      f"momentum m = {moco_cfg.m}, batch {moco_cfg.batch_size}")
+
+# %% [markdown]
+# ### Exercise 1 (2 points): the InfoNCE loss, positive at index 0
+# MoCo turns "is this key the other view of my image?" into a classification with
+# `1 + K` classes. For each query `q_i` the candidates are its own key `k_i` (the
+# positive) and the `K` keys in the queue (the negatives). Write
+# `my_info_nce(q, k, queue, T)` for unit-norm queries and keys `q`, `k` of shape
+# `(N, D)` (row `i` of `k` is the positive of row `i` of `q`) and a queue `(D, K)` whose
+# *columns* are unit-norm keys:
+#
+# - positive logits `l_pos = (q * k).sum(dim=1, keepdim=True)`, shape `(N, 1)`;
+# - negative logits `l_neg = q @ queue`, shape `(N, K)`;
+# - `logits = torch.cat([l_pos, l_neg], dim=1) / T`, shape `(N, 1 + K)`: the positive
+#   sits in column 0 of every row, so the target class is 0 for every query and the
+#   loss is `F.cross_entropy(logits, torch.zeros(N, dtype=torch.long))`;
+# - keys come from the momentum encoder and receive no gradient: use `k.detach()` and
+#   `queue.detach()`, so that only `q` gets a gradient.
+#
+# Return `(loss, logits)`. Write it with torch operations (do not call the library's
+# `info_nce`; the cell after the tests compares yours with it). A check worth
+# knowing: with random unit vectors and `T = 1` every logit is close to 0, the softmax
+# over the `1 + K` candidates is nearly uniform and the loss is close to `ln(K + 1)`,
+# the "chance" line of the loss curve further down.
+
+# %% grade_id="infonce_solution" solution=true
+def my_info_nce(q, k, queue, T):
+    """InfoNCE of queries q (N, D) against positive keys k (N, D) and negatives queue (D, K).
+
+    Returns (loss, logits) with logits (N, 1 + K) = [q.k, q @ queue] / T, the positive in column 0.
+    """
+    ### BEGIN SOLUTION
+    k = k.detach()
+    l_pos = (q * k).sum(dim=1, keepdim=True)
+    l_neg = q @ queue.detach()
+    logits = torch.cat([l_pos, l_neg], dim=1) / T
+    target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+    return F.cross_entropy(logits, target), logits
+    ### END SOLUTION
+
+# %% grade_id="infonce_tests" points=2 tags=["graded"]
+gen = torch.Generator().manual_seed(0)
+q_t = F.normalize(torch.randn(8, 16, generator=gen), dim=1)
+k_t = F.normalize(torch.randn(8, 16, generator=gen), dim=1)
+queue_t = F.normalize(torch.randn(16, 32, generator=gen), dim=0)
+loss_t, logits_t = my_info_nce(q_t, k_t, queue_t, 0.5)
+assert logits_t.shape == (8, 33), f"logits are (N, 1 + K) = (8, 33): the positive, then the K negatives; got {tuple(logits_t.shape)}"
+assert torch.allclose(logits_t[:, 0], (q_t * k_t).sum(1) / 0.5, atol=1e-5), "column 0 holds q·k / T (the positive)"
+assert torch.allclose(logits_t[:, 1:], q_t @ queue_t / 0.5, atol=1e-5), "columns 1..K hold q @ queue / T (the negatives)"
+assert torch.allclose(loss_t, F.cross_entropy(logits_t, torch.zeros(8, dtype=torch.long))), \
+    "the loss is the cross-entropy of the logits with target class 0 for every row"
+q_r = F.normalize(torch.randn(256, 128, generator=gen), dim=1)
+k_r = F.normalize(torch.randn(256, 128, generator=gen), dim=1)
+queue_r = F.normalize(torch.randn(128, 4096, generator=gen), dim=0)
+chance = float(my_info_nce(q_r, k_r, queue_r, 1.0)[0])
+assert abs(chance - math.log(4097)) < 0.05, f"random unit vectors at T=1 should give about ln(K+1) = {math.log(4097):.3f}, got {chance:.3f}"
+### BEGIN HIDDEN TESTS
+assert loss_t.dim() == 0 and loss_t.dtype == torch.float32, "return the loss as a scalar (0-d) float tensor, the mean over the batch"
+e = torch.eye(4)
+perfect = float(my_info_nce(e[:1], e[:1], e[:, 1:], 0.1)[0])  # q = k, negatives orthogonal to q
+assert abs(perfect - math.log(1 + 3 * math.exp(-10))) < 1e-6, f"q = k with orthogonal negatives at T=0.1: expected {math.log(1 + 3 * math.exp(-10)):.3g}, got {perfect:.3g}"
+worst = float(my_info_nce(e[:1], -e[:1], e[:, :1], 1.0)[0])  # the positive points away, the negative is q itself
+assert abs(worst - math.log(1 + math.exp(2))) < 1e-5, "the positive must be column 0 (target 0), the queue columns 1..K"
+qg, kg = q_t.clone().requires_grad_(True), k_t.clone().requires_grad_(True)
+queue_g = queue_t.clone().requires_grad_(True)
+my_info_nce(qg, kg, queue_g, 0.2)[0].backward()
+assert qg.grad is not None and qg.grad.abs().sum() > 0, "the loss must be differentiable with respect to q"
+assert kg.grad is None, "keys get no gradient in MoCo: use k.detach()"
+assert queue_g.grad is None, "the queue gets no gradient: use queue.detach()"
+from course_lib.ssl.moco import info_nce as info_nce_lib
+before = (q_t.clone(), k_t.clone(), queue_t.clone())
+lib_loss, lib_logits = info_nce_lib(q_t, k_t, queue_t, 0.2)
+mine_loss, mine_logits = my_info_nce(q_t, k_t, queue_t, 0.2)
+assert all(torch.equal(a, b) for a, b in zip(before, (q_t, k_t, queue_t))), "do not modify q, k or the queue"
+assert torch.allclose(mine_logits, lib_logits, atol=1e-5) and torch.allclose(mine_loss, lib_loss, atol=1e-5), "differs from the library's info_nce"
+assert not any("info_nce" in name for name in my_info_nce.__code__.co_names), "write the loss with torch operations, not with the library's info_nce"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Why MoCo uses a small temperature: at `T = 1` the logits are cosines in [−1, 1], so
+# even a *perfect* match (`k = q`, logit 1 against 4,096 logits near 0) barely lowers
+# the loss below chance; dividing by `T = 0.1` stretches the cosines tenfold and a
+# perfect match then wins the softmax outright. (With random keys a small T pushes the
+# loss slightly *above* chance: the softmax then bets on whichever random candidate
+# happens to be closest.)
+
+# %%
+from course_lib.ssl.moco import info_nce as info_nce_lib  # the library's version, to compare
+
+gen = torch.Generator().manual_seed(SEED)
+q_demo = F.normalize(torch.randn(256, moco_cfg.dim, generator=gen), dim=1)
+queue_demo = F.normalize(torch.randn(moco_cfg.dim, moco_cfg.K, generator=gen), dim=0)
+positives = {"random keys": F.normalize(torch.randn(256, moco_cfg.dim, generator=gen), dim=1), "k = q (perfect)": q_demo}
+print(f"ln(K + 1) = {math.log(moco_cfg.K + 1):.3f} (chance among {moco_cfg.K + 1} candidates)")
+for name, k_demo in positives.items():
+    for T in (1.0, moco_cfg.T):
+        mine = float(my_info_nce(q_demo, k_demo, queue_demo, T)[0])
+        lib = float(info_nce_lib(q_demo, k_demo, queue_demo, T)[0])
+        print(f"{name:<16} T = {T:<4}  loss: yours {mine:6.3f}  library {lib:6.3f}")
+
+# %% [markdown]
+# ### Exercise 2 (3 points): the queue, a fixed-size ring buffer
+# The report created its queue with the wrong shape and grew it with `torch.cat` at
+# every step. Write the two pieces right:
+#
+# - `new_queue(dim, K, generator=None)`: a float tensor of shape `(dim, K)` whose
+#   **columns** are random unit vectors (`torch.randn(dim, K, generator=generator)`,
+#   then `F.normalize(..., dim=0)`), so that `q @ queue` gives the `(N, K)` negative
+#   logits of Exercise 1;
+# - `enqueue(queue, ptr, keys)`: write the `N` keys (`(N, dim)`, one per row) as
+#   columns of `queue` at positions `ptr, ptr + 1, …, ptr + N − 1`, wrapping around
+#   modulo `K` (`(ptr + torch.arange(N)) % K` gives the columns), **in place** (the
+#   queue is a buffer of the model: its size never changes), and return the new pointer
+#   `(ptr + N) % K` as a Python `int`. The oldest keys are the ones overwritten. Store
+#   `keys.detach()` (the queue holds no gradients), and raise a `ValueError` if
+#   `N > K` (the batch would overwrite its own keys).
+#
+# Do not call the library's `MoCo.dequeue_and_enqueue`; the cell after the tests runs
+# yours side by side with it and with the report's `torch.cat`.
+
+# %% grade_id="queue_solution" solution=true
+def new_queue(dim, K, generator=None):
+    """A (dim, K) queue of random unit-norm columns."""
+    ### BEGIN SOLUTION
+    return F.normalize(torch.randn(dim, K, generator=generator), dim=0)
+    ### END SOLUTION
+
+
+def enqueue(queue, ptr, keys):
+    """Write keys (N, dim) as columns of queue (dim, K) at ptr, ptr+1, ... modulo K, in place.
+
+    Returns the new pointer (ptr + N) % K as an int.
+    """
+    ### BEGIN SOLUTION
+    n, K = keys.shape[0], queue.shape[1]
+    if n > K:
+        raise ValueError(f"a batch of {n} keys does not fit in a queue of K={K}")
+    cols = (ptr + torch.arange(n, device=queue.device)) % K
+    queue[:, cols] = keys.detach().T.to(queue.dtype)
+    return int((ptr + n) % K)
+    ### END SOLUTION
+
+# %% grade_id="queue_tests" points=3 tags=["graded"]
+qu = new_queue(4, 6, torch.Generator().manual_seed(0))
+assert qu.shape == (4, 6), f"the queue is (dim, K) = (4, 6): one key per column; got {tuple(qu.shape)}"
+assert torch.allclose(qu.norm(dim=0), torch.ones(6)), "each column (one key) must have unit norm: normalise along dim=0"
+keys_t = torch.eye(4)[:3]  # three keys of dim 4
+ptr_t = enqueue(qu, 0, keys_t)
+assert ptr_t == 3, f"after writing 3 keys at 0 the pointer is 3, got {ptr_t}"
+assert torch.equal(qu[:, :3], keys_t.T), "key i goes to column ptr + i"
+ptr_t = enqueue(qu, 5, keys_t)
+assert qu.shape == (4, 6), "the queue must keep its size K (write in place, never torch.cat)"
+assert ptr_t == 2 and torch.equal(qu[:, [5, 0, 1]], keys_t.T), "writing 3 keys at 5 in a queue of 6 fills columns 5, 0, 1 and the pointer wraps to 2"
+### BEGIN HIDDEN TESTS
+assert qu.dtype == torch.float32, "the queue holds float32 keys"
+again = new_queue(4, 6, torch.Generator().manual_seed(0))
+assert torch.equal(again, new_queue(4, 6, torch.Generator().manual_seed(0))), "draw the queue from the generator"
+assert not torch.equal(again, new_queue(4, 6, torch.Generator().manual_seed(1))), "different seeds give different queues"
+wide = new_queue(3, 50, torch.Generator().manual_seed(2))
+assert wide.shape == (3, 50) and torch.allclose(wide.norm(dim=0), torch.ones(50)), "columns, not rows, have unit norm"
+assert isinstance(enqueue(new_queue(4, 6), 0, keys_t), int), "return the pointer as a Python int"
+buf = new_queue(5, 10, torch.Generator().manual_seed(3))
+start, address = buf.clone(), buf.data_ptr()
+g_keys = F.normalize(torch.randn(4, 5, generator=torch.Generator().manual_seed(4)), dim=1)
+g_keys_copy = g_keys.clone()
+p = enqueue(buf, 8, g_keys)
+assert buf.data_ptr() == address and buf.shape == (5, 10), "write into the queue in place"
+assert torch.equal(g_keys, g_keys_copy), "do not modify the keys"
+assert torch.equal(buf[:, 2:8], start[:, 2:8]), "columns outside ptr..ptr+N-1 (mod K) must be left alone"
+assert p == 2 and torch.allclose(buf[:, [8, 9, 0, 1]], g_keys.T)
+full = new_queue(3, 4, torch.Generator().manual_seed(5))
+assert enqueue(full, 1, torch.eye(3, 3)[[0, 1, 2, 0]]) == 1, "N = K fills the whole queue and the pointer comes back"
+try:
+    enqueue(full, 0, torch.zeros(5, 3))
+except ValueError:
+    pass
+else:
+    raise AssertionError("a batch larger than K must raise ValueError")
+ring, ptr_r, history = new_queue(2, 10), 0, []
+for step in range(7):  # 7 batches of 3 into K = 10: the queue holds the 10 newest keys
+    b = torch.randn(3, 2, generator=torch.Generator().manual_seed(10 + step))
+    history.append(b)
+    ptr_r = enqueue(ring, ptr_r, b)
+newest = torch.cat(history)[-10:]
+expected = torch.empty(2, 10)
+expected[:, (torch.arange(11, 21)) % 10] = newest.T
+assert ptr_r == 1 and torch.equal(ring, expected), "after many steps the queue must hold the K newest keys at their ring positions"
+leaf = torch.randn(3, 2, requires_grad=True)
+enqueue(ring, 0, leaf)
+assert not ring.requires_grad, "store keys.detach(): the queue holds no gradients"
+assert not any("enqueue" in name for name in enqueue.__code__.co_names), "write enqueue with torch indexing, not with the library's MoCo"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Your queue, the library's `MoCo` buffer and the report's `torch.cat` queue, fed the
+# same batches of keys for 40 steps (10,240 keys, 2.5 times around a queue of 4,096):
+
+# %%
+torch.manual_seed(SEED)
+lib_moco = build_moco(moco_cfg.encoder(1), moco_cfg)
+mine_q, mine_ptr = new_queue(moco_cfg.dim, moco_cfg.K, torch.Generator().manual_seed(SEED)), 0
+lib_moco.queue.copy_(mine_q)
+report_q = mine_q.clone()
+gen = torch.Generator().manual_seed(SEED)
+n_neg = []
+for step in range(40):
+    batch_keys = F.normalize(torch.randn(moco_cfg.batch_size, moco_cfg.dim, generator=gen), dim=1)
+    mine_ptr = enqueue(mine_q, mine_ptr, batch_keys)
+    lib_moco.dequeue_and_enqueue(batch_keys)
+    report_q = torch.cat([report_q, batch_keys.T], dim=1)
+    n_neg.append((mine_q.shape[1], report_q.shape[1]))
+print(f"yours:   {tuple(mine_q.shape)}, pointer {mine_ptr}; same keys as the library's buffer: "
+      f"{torch.allclose(mine_q, lib_moco.queue, atol=1e-6)} (library pointer {int(lib_moco.queue_ptr)})")
+print(f"report:  {tuple(report_q.shape)}, {report_q.numel() * 4 / 2**20:.1f} MiB and growing "
+      f"({mine_q.numel() * 4 / 2**20:.1f} MiB for the ring buffer)")
+fig, ax = plt.subplots(figsize=(5, 2.8))
+ax.plot(range(1, 41), [a for a, _ in n_neg], label="ring buffer (yours)")
+ax.plot(range(1, 41), [b for _, b in n_neg], label="torch.cat (the report)")
+ax.set(xlabel="training step", ylabel="negatives per query", title="the queue over 40 steps")
+ax.legend()
+plt.show()
+del lib_moco, report_q
+
+# %% [markdown]
+# ### Exercise 3 (2 points): the momentum update of the key encoder
+# The keys in the queue were computed by the key encoder at earlier steps. If the key
+# encoder were a plain copy of the query encoder (which changes at every optimiser
+# step), old and new keys would come from different networks and the comparison would
+# be meaningless. MoCo makes the key encoder a slowly moving average of the query
+# encoder instead: after each step, for every parameter,
+#
+# `θ_key ← τ · θ_key + (1 − τ) · θ_query`   (MoCo's `m`, here τ = 0.99).
+#
+# Write `momentum_step(online, target, tau)` for two modules of the same architecture
+# (`online` is the query encoder, `target` the key encoder): walk over
+# `zip(online.parameters(), target.parameters())` and update each target parameter
+# **in place** (`p_t.mul_(tau).add_(p_o, alpha=1 - tau)`, or `p_t.copy_(...)`), inside
+# `with torch.no_grad():` so that the update is not recorded by autograd. `tau = 1`
+# leaves the target unchanged, `tau = 0` makes it an exact copy of the online module;
+# the online module is never changed. Return nothing. (Buffers such as BatchNorm
+# running statistics are not part of this exercise; do not call the library's
+# `momentum_update`, which the cell after the tests compares with yours.)
+
+# %% grade_id="momentum_solution" solution=true
+def momentum_step(online, target, tau):
+    """In place: target = tau * target + (1 - tau) * online, for every parameter."""
+    ### BEGIN SOLUTION
+    with torch.no_grad():
+        for p_o, p_t in zip(online.parameters(), target.parameters()):
+            p_t.mul_(tau).add_(p_o, alpha=1 - tau)
+    ### END SOLUTION
+
+# %% grade_id="momentum_tests" points=2 tags=["graded"]
+torch.manual_seed(0)
+online_t, target_t = nn.Linear(5, 3), nn.Linear(5, 3)
+w_o, w_t = online_t.weight.detach().clone(), target_t.weight.detach().clone()
+try:
+    momentum_step(online_t, target_t, 0.9)
+except RuntimeError as err:  # in-place changes of parameters that require grad
+    raise AssertionError(f"update the parameters inside `with torch.no_grad():` ({err})") from None
+assert torch.allclose(target_t.weight, 0.9 * w_t + 0.1 * w_o), "target = tau * target + (1 - tau) * online"
+assert torch.equal(online_t.weight, w_o), "the online (query) module must not change"
+before = [p.detach().clone() for p in target_t.parameters()]
+momentum_step(online_t, target_t, 1.0)
+assert all(torch.equal(p, b) for p, b in zip(target_t.parameters(), before)), "tau = 1 leaves the target unchanged"
+momentum_step(online_t, target_t, 0.0)
+assert all(torch.equal(p, o) for p, o in zip(target_t.parameters(), online_t.parameters())), "tau = 0 copies the online module"
+### BEGIN HIDDEN TESTS
+from course_lib.ssl.common import copy_as_target, momentum_update
+
+torch.manual_seed(1)
+online_h = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 2))
+target_h = copy_as_target(online_h)
+for p in online_h.parameters():
+    p.data.add_(torch.randn_like(p))
+ids = [id(p) for p in target_h.parameters()]
+ref_h = copy_as_target(target_h)
+momentum_step(online_h, target_h, 0.99)
+momentum_update(online_h, ref_h, 0.99)
+assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(target_h.parameters(), ref_h.parameters())), "differs from the library's momentum update"
+assert [id(p) for p in target_h.parameters()] == ids, "update the target's parameters in place; do not replace them"
+assert all(p.grad_fn is None and not p.requires_grad for p in target_h.parameters()), \
+    "the update was recorded by autograd: wrap it in `with torch.no_grad():`"
+grad_target = nn.Linear(5, 3)  # its parameters require grad: in-place updates need torch.no_grad()
+try:
+    momentum_step(online_t, grad_target, 0.5)
+except RuntimeError as err:
+    raise AssertionError(f"wrap the update in `with torch.no_grad():` ({err})") from None
+assert all(p.is_leaf and p.grad_fn is None for p in grad_target.parameters()), "wrap the update in `with torch.no_grad():`"
+assert momentum_step(online_t, grad_target, 0.5) is None, "momentum_step updates in place and returns None"
+bad = [n for n in momentum_step.__code__.co_names if "momentum_update" in n or "update_key_encoder" in n]
+assert not bad, "write the update with torch operations, not with the library's momentum_update"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# How far behind does the key encoder lag? Below, a query "encoder" (one weight vector)
+# moves by the same step at every training step and a key encoder follows it with your
+# `momentum_step`. With `τ = 0` it is a copy (no lag); with `τ` close to 1 it lags
+# τ / (1 − τ) steps behind: about 99 steps for MoCo's 0.99. Since the queue holds the
+# keys of the last K / batch = 16 steps, with τ = 0.99 the encoders that made them
+# differ by a small fraction of that lag: old and new keys stay comparable. The MoCo
+# paper reports that training fails outright with τ = 0 and works best at 0.99–0.999.
+
+# %%
+from course_lib.ssl.common import copy_as_target, momentum_update  # the library's version, to compare
+
+fig, ax = plt.subplots(figsize=(6, 3))
+for tau in (0.0, 0.9, 0.99, 0.999):
+    query_enc = nn.Linear(8, 1, bias=False)
+    nn.init.zeros_(query_enc.weight)
+    key_enc = copy_as_target(query_enc)
+    lib_key = copy_as_target(query_enc)
+    lag = []
+    for step in range(400):
+        with torch.no_grad():
+            query_enc.weight.add_(1.0)  # one optimiser step: every weight moves by 1
+        momentum_step(query_enc, key_enc, tau)
+        momentum_update(query_enc, lib_key, tau)
+        lag.append(float((query_enc.weight - key_enc.weight).detach().mean()))
+    same = torch.allclose(key_enc.weight, lib_key.weight)
+    ax.plot(lag, label=f"τ = {tau}")
+    print(f"τ = {tau:<5}  lag after 400 steps: {lag[-1]:6.1f} steps (τ/(1−τ) = "
+          f"{tau / (1 - tau):.0f}); same as the library's update: {same}")
+ax.set(xlabel="training step", ylabel="key encoder lag (steps)", title="momentum encoder: how far behind")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# ### The fixes on a real `MoCo` object
+# The library's `MoCo` holds all three pieces (`info_nce`, `dequeue_and_enqueue`,
+# `update_key_encoder`). The next cell checks the encoder size, the queue shape and
+# the pointer after two training steps, and that the key encoder is not in the optimiser.
+
+# %%
+# NBVAL_CHECK_OUTPUT
 demo = moco_cfg.encoder(1)
 print(f"encoder: {sum(p.numel() for p in demo.parameters()):,} parameters, features {demo(torch.zeros(2, 1, 28, 28)).shape[1]}-d")
 moco = build_moco(demo, moco_cfg)
@@ -278,6 +619,37 @@ knn100 = few_label_protocol(feats["MoCo"][0], pool.labels, feats["MoCo"][1], tes
 for name, accs in probe100.items():
     print(f"linear probe, {name:<12} {format_mean_std(accs)} %")
 print(f"kNN (k=10), MoCo          {format_mean_std(knn100)} %")
+
+# %% [markdown]
+# ## Try it: kNN on the frozen features
+# The panel classifies the test images by a vote of their nearest *labelled* pool images
+# in feature space, using the features extracted above: no network runs, so one answer
+# takes about a second. Each of the `k` nearest neighbours votes for its class with
+# weight `exp(cos / T)`. Set the sliders, press **Run**; each run is added to the plot
+# and the table (mean ± std over the label draws). Try:
+#
+# - **labels per class** 1, 10 and 100 with the MoCo features, then the same with
+#   *random init* (the `features` dropdown): how many labels does the random encoder
+#   need to match what MoCo does with 10 per class?
+# - **k** = 1, 20 and 200 at 10 labels per class (k larger than the number of labelled
+#   images is clamped; the status line says so);
+# - **temperature** T = 0.01 against T = 1 with a large k: a low T lets the few nearest
+#   neighbours decide, a high T turns the vote into a plain count over all k neighbours.
+#   Which one degrades more as k grows?
+# - the **linear probe** (classifier dropdown) at the same number of labels.
+#
+# Look at the std as well as the mean: with 1 label per class the spread between draws
+# is large, and a difference smaller than that spread is not a difference.
+
+# %%
+# NBVAL_SKIP
+if INTERACTIVE:
+    from course_lib.widgets import knn_panel
+
+    panel = knn_panel({name: f[0] for name, f in feats.items()}, pool.labels,
+                      {name: f[1] for name, f in feats.items()}, test.labels,
+                      n_per_class=10, k=20, T=moco_cfg.T, draws=3, max_train=10000, max_test=2000, seed=SEED)
+    display(panel)
 
 # %% [markdown]
 # ### Fine-tuning
