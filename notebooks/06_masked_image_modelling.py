@@ -27,7 +27,8 @@
 #
 # 1. we pretrain our *own* tiny masked autoencoder (MAE) on CIFAR-10 - shipped as a
 #    checkpoint made by `course pretrain mae-cifar10`, because self-supervision needs
-#    long training - and look at what it reconstructs at several mask ratios;
+#    long training - write its patching, masking and loss yourself (three graded
+#    exercises), and look at what it reconstructs at several mask ratios;
 # 2. we extract **CLS**, **mean-pooled** and **flattened-token** features;
 # 3. we compare probes - logistic regression, the report's 3-layer MLP, and an SVC
 #    with standardisation and PCA - on the report's 2,500 / 500 protocol (several
@@ -114,13 +115,16 @@ print(f"{DATASET}: train {len(train)} · validation {len(val)} · test {len(test
 # cell loads.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 mae_cfg = MAE_CONFIGS[DATASET]
 torch.manual_seed(SEED)
 mae = mae_cfg.model()
 print(f"MAE: {sum(p.numel() for p in mae.parameters()):,} parameters, "
-      f"encoder {mae_cfg.enc_depth} blocks x {mae_cfg.enc_dim} wide, mask ratio {mae_cfg.mask_ratio}")
+      f"encoder {mae_cfg.enc_depth} blocks x {mae_cfg.enc_dim} wide, mask ratio {mae_cfg.mask_ratio}, "
+      f"{mae.num_patches} patches of {mae.patch_size}x{mae.patch_size} px")
 
 
+# %%
 def pretrain(model):
     images = train.images[:cfg["pretrain_images"]] if cfg["pretrain_images"] else train.images
     hist = pretrain_mae(model, images, mae_cfg, epochs=cfg["pretrain_epochs"], device=device, seed=SEED,
@@ -152,6 +156,281 @@ if records:
     plt.show()
 
 # %% [markdown]
+# ## Inside the MAE: patches, masks and the loss
+# Three small functions make an MAE an MAE, and you write them now: cutting images
+# into patch tokens and back, removing a random 75 % of the tokens of *each* image,
+# and scoring the reconstruction only where something was removed. Each one is
+# compared with what the shipped model does internally, so if yours agree, you know
+# exactly what the pretrained network saw and was trained on.
+#
+# ### Exercise 1 (2 points): patchify and unpatchify
+# A ViT reads an image as a sequence of patches. Write `my_patchify(imgs, p)` turning
+# images `(N, C, H, W)` into patches `(N, L, p*p*C)` with `L = (H/p) * (W/p)`, and
+# `my_unpatchify(x, p, C, size=None)` turning them back into `(N, C, H, W)`; `size` is
+# the image's `(H, W)` in pixels, and `None` means a square image (`L` a perfect
+# square, `math.isqrt` helps). The order must be the MAE reference code's, because the
+# model's predictions come in it: patches row by row (left to right, then the next
+# row), and each patch flattened as `(p, p, C)` - pixel rows, then pixel columns, then
+# the colour channel changing fastest. So the first patch of image `n` is
+# `imgs[n, :, :p, :p].permute(1, 2, 0).flatten()`. One `reshape` to split `H` and `W`
+# into (patch row, pixel row) and (patch column, pixel column), one `permute` to put
+# the axes in the right order, one `reshape` to flatten, and the same steps backwards.
+# The two must round-trip exactly, for any dtype (uint8 images too).
+
+# %% grade_id="mim_patchify_solution" solution=true
+def my_patchify(imgs, p):
+    """Images (N, C, H, W) -> patches (N, L, p*p*C), patches row by row, each flattened as (p, p, C)."""
+    ### BEGIN SOLUTION
+    n, c, h, w = imgs.shape
+    x = imgs.reshape(n, c, h // p, p, w // p, p)
+    x = x.permute(0, 2, 4, 3, 5, 1)  # (n, patch row, patch col, pixel row, pixel col, c)
+    return x.reshape(n, (h // p) * (w // p), p * p * c)
+    ### END SOLUTION
+
+
+def my_unpatchify(x, p, C, size=None):
+    """Patches (N, L, p*p*C) -> images (N, C, H, W); size=(H, W) in pixels, None for a square image."""
+    ### BEGIN SOLUTION
+    n, L, _ = x.shape
+    if size is None:
+        g = math.isqrt(L)
+        gh, gw = g, g
+    else:
+        gh, gw = size[0] // p, size[1] // p
+    imgs = x.reshape(n, gh, gw, p, p, C).permute(0, 5, 1, 3, 2, 4)
+    return imgs.reshape(n, C, gh * p, gw * p)
+    ### END SOLUTION
+
+# %% grade_id="mim_patchify_tests" points=2 tags=["graded"]
+toy_imgs = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+toy_patches = my_patchify(toy_imgs, 4)
+assert toy_patches.shape == (2, 4, 48), f"8x8 images in 4x4 patches: (N, 4, 4*4*3), got {tuple(toy_patches.shape)}"
+assert torch.equal(toy_patches[0, 0], toy_imgs[0, :, :4, :4].permute(1, 2, 0).flatten()), \
+    "the first patch is the top-left 4x4 block, flattened as (p, p, C): channel fastest"
+assert torch.equal(toy_patches[1, 1], toy_imgs[1, :, :4, 4:].permute(1, 2, 0).flatten()), \
+    "the second patch is the one to the right of the first (patches go row by row)"
+assert torch.equal(my_unpatchify(toy_patches, 4, 3), toy_imgs), "unpatchify(patchify(x)) must give x back exactly"
+### BEGIN HIDDEN TESTS
+from course_lib.ssl.mae import patchify as _lib_patchify
+assert torch.equal(toy_patches[0, 2], toy_imgs[0, :, 4:, :4].permute(1, 2, 0).flatten()), "third patch: second row, first column"
+g_hid = torch.Generator().manual_seed(11)
+u8 = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=g_hid)
+u8_before = u8.clone()
+u8_patches = my_patchify(u8, 4)
+assert torch.equal(u8, u8_before), "do not change the input images"
+assert u8_patches.dtype == torch.uint8, "keep the dtype: uint8 images give uint8 patches"
+assert torch.equal(u8_patches, _lib_patchify(u8, 4)), "patch order differs from the MAE reference order"
+assert torch.equal(my_unpatchify(u8_patches, 4, 3), u8), "round trip of uint8 CIFAR-size images"
+gray = torch.rand(2, 1, 6, 6, generator=g_hid)
+assert torch.equal(my_unpatchify(my_patchify(gray, 2), 2, 1), gray), "one channel, 2x2 patches"
+assert torch.equal(my_unpatchify(my_patchify(gray, 1), 1, 1), gray), "1x1 patches"
+rect = torch.rand(2, 3, 8, 12, generator=g_hid)
+rect_patches = my_patchify(rect, 4)
+assert rect_patches.shape == (2, 6, 48), "8x12 images: 2 rows x 3 columns of patches"
+assert torch.equal(rect_patches[0, 2], rect[0, :, :4, 8:].permute(1, 2, 0).flatten()), "non-square: row by row"
+assert torch.equal(my_unpatchify(rect_patches, 4, 3, size=(8, 12)), rect), "non-square round trip with size=(H, W)"
+tokens = torch.rand(4, 16, 12, generator=g_hid)
+assert torch.equal(my_patchify(my_unpatchify(tokens, 2, 3), 2), tokens), "patchify must also undo unpatchify"
+### END HIDDEN TESTS
+
+# %%
+from course_lib.ssl.mae import patchify  # the model's own version, to compare
+
+x_show = val.images[:8].float() / 255
+p_size = mae.patch_size
+mine = my_patchify(x_show, p_size)
+print(f"{tuple(x_show.shape)} images -> {tuple(mine.shape)} tokens; same order as the model's: "
+      f"{torch.equal(mine, patchify(x_show, p_size))}; round trip exact: {torch.equal(my_unpatchify(mine, p_size, 3), x_show)}")
+tiles = mine[0].reshape(-1, p_size, p_size, 3).permute(0, 3, 1, 2)  # the 64 tokens of the first image, as tiny images
+plots.image_grid(tiles, ncols=int(math.isqrt(len(tiles))), scale=0.45, title="one image = 64 tokens")
+plt.show()
+
+# %% [markdown]
+# ### Exercise 2 (3 points): per-sample random masking
+# MAE removes a *different* random set of tokens from every image, without a Python
+# loop, by sorting noise. Write `my_random_masking(x, mask_ratio, noise=None,
+# generator=None)` for tokens `x` `(N, L, D)`:
+#
+# - `noise` is `(N, L)`, uniform in [0, 1); when it is `None`, draw it with
+#   `torch.rand(N, L, generator=generator, device=x.device)`;
+# - sort each row's noise ascending (`torch.argsort(noise, dim=1)` gives
+#   `ids_shuffle`); the `len_keep = int(L * (1 - mask_ratio))` tokens with the smallest
+#   noise are kept, **in that sorted order**;
+# - `x_kept` `(N, len_keep, D)` holds them (`torch.gather` along dim 1, with the indices
+#   expanded over `D`);
+# - `mask` `(N, L)`, dtype of `x`, is 1 for removed and 0 for kept tokens, in the
+#   original token order;
+# - `ids_restore` `(N, L)` undoes the shuffle: `torch.argsort(ids_shuffle, dim=1)`. The
+#   decoder appends a mask token for each removed token to `x_kept` and gathers with
+#   `ids_restore` to put every token back in its place.
+#
+# Return `(x_kept, mask, ids_restore)` and leave `x` unchanged. With `mask_ratio = 0`
+# every token is kept. The cell after the tests checks that your masks are the model's
+# masks for the same generator seed, and whether every patch position is masked
+# equally often.
+
+# %% grade_id="mim_masking_solution" solution=true
+def my_random_masking(x, mask_ratio, noise=None, generator=None):
+    """Keep the int(L * (1 - mask_ratio)) tokens of each row with the smallest noise; (x_kept, mask, ids_restore)."""
+    ### BEGIN SOLUTION
+    n, L, d = x.shape
+    len_keep = int(L * (1 - mask_ratio))
+    if noise is None:
+        noise = torch.rand(n, L, generator=generator, device=x.device)
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    ids_keep = ids_shuffle[:, :len_keep]
+    x_kept = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, d))
+    mask = torch.ones(n, L, dtype=x.dtype, device=x.device)
+    mask[:, :len_keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)
+    return x_kept, mask, ids_restore
+    ### END SOLUTION
+
+# %% grade_id="mim_masking_tests" points=3 tags=["graded"]
+toy_tokens = torch.arange(2 * 8 * 3, dtype=torch.float32).reshape(2, 8, 3)
+toy_noise = torch.tensor([[0.9, 0.1, 0.5, 0.3, 0.8, 0.2, 0.7, 0.6],
+                          [0.05, 0.95, 0.15, 0.85, 0.25, 0.75, 0.35, 0.65]])
+kept, toy_mask, toy_restore = my_random_masking(toy_tokens, 0.75, noise=toy_noise)
+assert kept.shape == (2, 2, 3), f"8 tokens at mask ratio 0.75 keep int(8 * 0.25) = 2, got shape {tuple(kept.shape)}"
+assert torch.equal(kept[0], toy_tokens[0, [1, 5]]), "row 0 keeps tokens 1 and 5 (noise 0.1, 0.2), in that order"
+assert torch.equal(kept[1], toy_tokens[1, [0, 2]]), "row 1 keeps tokens 0 and 2: each row has its own noise"
+assert toy_mask.tolist()[0] == [1, 0, 1, 1, 1, 0, 1, 1], f"mask is 1 where removed, in token order; got {toy_mask.tolist()[0]}"
+filled = torch.cat([kept, torch.full((2, 6, 3), -1.0)], dim=1).gather(1, toy_restore.unsqueeze(-1).expand(-1, -1, 3))
+assert torch.equal(filled[toy_mask == 0], toy_tokens[toy_mask == 0]), "ids_restore must put the kept tokens back in place"
+assert bool((filled[toy_mask == 1] == -1).all()), "... and the fillers where tokens were removed"
+### BEGIN HIDDEN TESTS
+from course_lib.ssl.mae import random_masking as _lib_masking
+assert toy_mask.dtype == toy_tokens.dtype and toy_mask.shape == (2, 8), "mask is (N, L) with the dtype of x"
+assert toy_restore.dtype == torch.int64 and torch.equal(toy_restore, toy_noise.argsort(1).argsort(1)), \
+    "ids_restore = argsort(ids_shuffle), the rank of each token's noise"
+big = torch.randn(16, 64, 5, generator=torch.Generator().manual_seed(1))
+big_before = big.clone()
+k1, m1, r1 = my_random_masking(big, 0.75, generator=torch.Generator().manual_seed(2))
+assert torch.equal(big, big_before), "do not change x"
+assert k1.shape == (16, 16, 5) and bool((m1.sum(1) == 48).all()), "64 tokens at 0.75: 16 kept, 48 removed in every row"
+k2, m2, r2 = my_random_masking(big, 0.75, generator=torch.Generator().manual_seed(2))
+assert torch.equal(m1, m2) and torch.equal(k1, k2), "the same generator seed must give the same masks"
+assert len({tuple(row.tolist()) for row in m1}) == 16, "every image needs its own random mask"
+lk, lm, lr = _lib_masking(big, 0.75, torch.Generator().manual_seed(2))
+assert torch.equal(k1, lk) and torch.equal(m1, lm) and torch.equal(r1, lr), \
+    "draw the noise as torch.rand(N, L, generator=generator, device=x.device), as the MAE does"
+for ratio, L_, keep in ((0.9, 64, 6), (0.3, 10, 7), (0.7, 10, 3), (0.5, 7, 3), (0.0, 5, 5)):
+    xs = torch.rand(3, L_, 2, generator=torch.Generator().manual_seed(3))
+    ks, ms, rs = my_random_masking(xs, ratio, generator=torch.Generator().manual_seed(4))
+    assert ks.shape == (3, keep, 2), f"L={L_}, mask_ratio={ratio}: keep int(L * (1 - mask_ratio)) = {keep}"
+    assert bool((ms.sum(1) == L_ - keep).all()), f"L={L_}, mask_ratio={ratio}: {L_ - keep} removed per row"
+    assert torch.equal(rs.sort(1).values, torch.arange(L_).expand(3, L_)), "ids_restore is a permutation per row"
+noise_d = torch.rand(4, 12, generator=torch.Generator().manual_seed(5))
+xd = torch.randn(4, 12, 3, dtype=torch.float64)
+kd, md, rd = my_random_masking(xd, 0.5, noise=noise_d)
+assert kd.dtype == torch.float64 and md.dtype == torch.float64, "keep x's dtype for x_kept and the mask"
+order = noise_d.argsort(1)[:, :6]
+assert torch.equal(kd, xd.gather(1, order.unsqueeze(-1).expand(-1, -1, 3))), "kept tokens in ascending-noise order"
+### END HIDDEN TESTS
+
+# %%
+x_dev = x_show.to(device)
+_, mask_mine, _ = my_random_masking(my_patchify(x_dev, p_size), mae_cfg.mask_ratio,
+                                    generator=torch.Generator(device=device).manual_seed(SEED))
+with torch.no_grad():
+    _, mask_model, _ = mae.eval().forward_encoder(x_dev, mae_cfg.mask_ratio,
+                                                  generator=torch.Generator(device=device).manual_seed(SEED))
+print(f"your masks equal the model's for the same seed: {torch.equal(mask_mine, mask_model)}; "
+      f"{int(mask_mine[0].sum())} of {mask_mine.shape[1]} patches removed per image")
+grey = my_unpatchify(mask_mine.unsqueeze(-1).expand(-1, -1, p_size * p_size * 3), p_size, 3)
+many = torch.zeros(2000, mae.num_patches, 1)  # where do the removed patches fall, over many images?
+freq = my_random_masking(many, mae_cfg.mask_ratio, generator=torch.Generator().manual_seed(SEED))[1].mean(0)
+fig, axes = plt.subplots(1, 5, figsize=(9, 2))
+for i, ax in enumerate(axes[:4]):
+    ax.imshow((x_dev[i] * (1 - grey[i]) + 0.5 * grey[i]).permute(1, 2, 0).cpu())
+    ax.set_title(f"image {i}", fontsize=8)
+    ax.axis("off")
+g_side = int(math.isqrt(mae.num_patches))
+im = axes[4].imshow(freq.reshape(g_side, g_side), vmin=0.6, vmax=0.9, cmap="viridis")
+axes[4].set_title("share masked, per position", fontsize=8)
+axes[4].axis("off")
+fig.colorbar(im, ax=axes[4], fraction=0.046)
+plt.show()
+
+# %% [markdown]
+# ### Exercise 3 (2 points): the loss on the masked patches only
+# The decoder predicts the pixels of *every* patch, but MAE scores only the removed
+# ones: copying a visible patch is no achievement. Write `my_mae_loss(pred, target,
+# mask, norm_pix=False)` for predictions and target patches `(N, L, D)` (the target is
+# `my_patchify` of the images) and a mask `(N, L)` (1 = removed):
+#
+# - the error of one patch is the mean over its `D` numbers of `(pred - target)²`;
+# - the loss is the mean of that error over all removed patches of the batch:
+#   `(per_patch * mask).sum() / mask.sum()` (images with more removed patches count
+#   more, as in the reference code);
+# - with `norm_pix=True` each target patch is first normalised by its own mean and
+#   variance over its `D` numbers: `(t - t.mean(-1, keepdim=True)) / (t.var(-1,
+#   keepdim=True) + 1e-6).sqrt()` (`var` with its default, unbiased). The shipped model
+#   is trained this way (`norm_pix_loss=True`): it predicts the *structure* of a patch,
+#   not its average colour.
+#
+# Return a 0-dimensional tensor (so that `.backward()` works); changing the predictions
+# of visible patches must not change it. The cell after the tests recomputes the
+# pretrained model's own loss with your function.
+
+# %% grade_id="mim_loss_solution" solution=true
+def my_mae_loss(pred, target, mask, norm_pix=False):
+    """Mean squared error of pred on the masked patches only (mask 1 = removed), optionally per-patch normalised targets."""
+    ### BEGIN SOLUTION
+    if norm_pix:
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        target = (target - mean) / (var + 1e-6).sqrt()
+    per_patch = ((pred - target) ** 2).mean(dim=-1)
+    return (per_patch * mask).sum() / mask.sum()
+    ### END SOLUTION
+
+# %% grade_id="mim_loss_tests" points=2 tags=["graded"]
+toy_target = torch.tensor([[[1.0, 1.0], [2.0, 2.0], [0.0, 4.0]]])  # one image, 3 patches of 2 numbers
+toy_pred = torch.zeros(1, 3, 2)
+toy_m = torch.tensor([[0.0, 1.0, 1.0]])  # patches 1 and 2 were removed
+toy_loss = my_mae_loss(toy_pred, toy_target, toy_m)
+assert toy_loss.dim() == 0, "return a 0-dimensional tensor"
+assert abs(float(toy_loss) - 6.0) < 1e-6, f"(mean(4, 4) + mean(0, 16)) / 2 = 6, got {float(toy_loss)}"
+other = toy_pred.clone()
+other[0, 0] = 100.0  # a wild prediction for the *visible* patch 0
+assert abs(float(my_mae_loss(other, toy_target, toy_m)) - 6.0) < 1e-6, "predictions on visible patches must not count"
+### BEGIN HIDDEN TESTS
+from course_lib.ssl.mae import mae_loss as _lib_loss, unpatchify as _lib_unpatchify
+g_l = torch.Generator().manual_seed(7)
+tgt = torch.rand(5, 16, 12, generator=g_l)
+prd = torch.randn(5, 16, 12, generator=g_l, requires_grad=True)
+msk = (torch.rand(5, 16, generator=g_l) < torch.linspace(0.2, 0.9, 5)[:, None]).float()  # unequal counts per image
+msk[:, 0] = 1.0
+tgt_before, msk_before = tgt.clone(), msk.clone()
+for norm in (False, True):
+    mine_l = my_mae_loss(prd, tgt, msk, norm_pix=norm)
+    ref_l = _lib_loss(_lib_unpatchify(tgt, 2, 3), prd, msk, 2, norm_pix_loss=norm)
+    assert torch.allclose(mine_l, ref_l, atol=1e-6), f"norm_pix={norm}: {float(mine_l):.6f} vs expected {float(ref_l):.6f}"
+assert torch.equal(tgt, tgt_before) and torch.equal(msk, msk_before), "do not change target or mask"
+my_mae_loss(prd, tgt, msk, norm_pix=True).backward()
+assert prd.grad is not None and bool((prd.grad[msk == 0] == 0).all()), "visible patches must get zero gradient"
+assert bool((prd.grad[msk == 1] != 0).any()), "masked patches must get a gradient"
+per_image_mean = torch.stack([((prd[i] - tgt[i]) ** 2).mean(-1)[msk[i] == 1].mean() for i in range(5)]).mean()
+assert not torch.allclose(my_mae_loss(prd, tgt, msk), per_image_mean), "average over all masked patches, not per image"
+flat_t = torch.tensor([[[3.0, 3.0, 3.0], [0.0, 1.0, 2.0]]])
+expected = torch.tensor([-1.0, 0.0, 1.0]) / (1.0 + 1e-6) ** 0.5
+got = my_mae_loss(torch.zeros(1, 2, 3), flat_t, torch.tensor([[0.0, 1.0]]), norm_pix=True)
+assert abs(float(got) - float((expected ** 2).mean())) < 1e-5, "norm_pix: (t - mean) / sqrt(var + 1e-6), var unbiased"
+### END HIDDEN TESTS
+
+# %%
+with torch.no_grad():
+    g_seed = torch.Generator(device=device).manual_seed(SEED)
+    model_loss, pred, mask = mae(x_dev, mask_ratio=mae_cfg.mask_ratio, generator=g_seed)
+    target = my_patchify(x_dev, p_size)
+    on_masked = my_mae_loss(pred, target, mask, norm_pix=mae.norm_pix_loss)
+    on_visible = my_mae_loss(pred, target, 1 - mask, norm_pix=mae.norm_pix_loss)
+print(f"the model's own loss {float(model_loss):.4f}, yours {float(on_masked):.4f}; the same loss on the visible "
+      f"patches, which training never scores: {float(on_visible):.4f}")
+
+# %% [markdown]
 # ## What does it reconstruct?
 # Rows: the original validation images, then for each mask ratio the masked input
 # (grey = removed) and the reconstruction (visible patches kept, removed ones
@@ -178,6 +457,39 @@ with torch.no_grad():
         g = [torch.Generator(device=device).manual_seed(SEED) for _ in range(2)]
         losses = [float(m.eval()(x_val, mask_ratio=r, generator=gi)[0]) for m, gi in ((mae, g[0]), (random_mae, g[1]))]
         print(f"mask {r:.0%}: masked-patch loss {losses[0]:.3f} (MAE) vs {losses[1]:.3f} (random init)")
+
+# %% [markdown]
+# ## Try it: how much can be masked?
+# The panel shows six validation images (one from each of the first six classes)
+# masked at the ratio you choose (grey = removed), the pretrained model's
+# reconstruction and the original, with the loss on the masked patches (what your
+# `my_mae_loss` computes, with `norm_pix=True`). It redraws as the sliders move, in
+# about a second. Things to try:
+#
+# - slide the **mask ratio** from 0.1 to 0.9: up to about 0.5 the gaps are filled
+#   almost perfectly from their neighbours; past 0.75 (the ratio it was trained at)
+#   edges blur and small objects vanish - but the layout of the scene survives
+#   surprisingly long;
+# - at 0.9 and above, change the **mask draw**: with only a handful of visible patches,
+#   the reconstruction depends on *which* ones survive; watch the loss move;
+# - compare the loss at 0.1 with the loss at 0.25: it need not fall as the ratio falls,
+#   because the model never saw so many visible tokens in training.
+#
+# One caveat of the display (the MAE demo's convention): the model predicts
+# normalised patches, and the reconstruction puts each masked patch back at the
+# *original* patch's mean and contrast. So judge the structure inside the masked
+# patches, not their average colour. In the `smoke` profile the model has trained
+# for two steps, so its reconstructions are blurs; run with `PROFILE = "quick"` to see
+# the shipped checkpoint.
+
+# %%
+# NBVAL_SKIP
+if INTERACTIVE:
+    from course_lib.widgets import mask_ratio_panel
+
+    one_per_class = [int((val.labels == c).nonzero()[0]) for c in range(6)]  # val.images[:6] are all airplanes
+    panel = mask_ratio_panel(mae, val.images[one_per_class], n_images=6, mask_ratio=mae_cfg.mask_ratio, seed=SEED)
+    display(panel)
 
 # %% [markdown]
 # ## Features: CLS, mean-pooled, flattened tokens
