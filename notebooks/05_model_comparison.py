@@ -44,11 +44,13 @@ RESNET_WEIGHTS = "auto"    # auto (ImageNet if downloadable, else the course che
 THREADS = None             # torch CPU threads; None = the profile default (smoke 1, else torch default)
 
 # %%
+import math
 import os
 import time
 
 import matplotlib.pyplot as plt
 import torch
+import torch.nn.functional as F
 
 from course_lib import augment as A
 from course_lib import plots
@@ -59,6 +61,7 @@ from course_lib.data import few_label_subset, load_dataset, stratified_split
 from course_lib.loader import TensorLoader
 from course_lib.metrics import format_mean_std
 from course_lib.models import ReportCNN, RowLSTM, SingleAttention, ViT, pretrained_source
+from course_lib.models.sequence import image_to_rows
 from course_lib.profiles import from_env, resolve
 from course_lib.results import save_results
 from course_lib.train import get_device, seed_everything
@@ -162,6 +165,244 @@ def train_one(name, data, epochs, seed, build=None, batch_size=128):
     loader = TensorLoader(data.images, data.labels, batch_size, shuffle=True, transform=AUGMENT if augment else None,
                           normalize=(MEAN, STD), device=device, seed=seed)
     return train_model(name, model, loader, val_loader, epochs=epochs, lr=lr, weight_decay=wd, device=device)
+
+# %% [markdown]
+# ## How the sequence models see an image
+# Three of the five models do not look at an image the way a CNN does. The LSTM and the
+# report's attention model read it as a **sequence of 28 rows**, one row of 28 values per
+# time step; the ViT cuts it into **16 patches** of 7x7 pixels and treats them as 16
+# tokens; both Transformers then mix the tokens with **scaled dot-product attention**.
+# The three exercises below build these pieces by hand, and the cells after them check
+# them against what the models in `course_lib` do.
+
+# %% [markdown]
+# ### Exercise 1 (1 point): an image as a sequence of rows
+# `nn.LSTM(batch_first=True)` wants a batch of sequences `(N, T, features)`. Write
+# `image_to_sequence(x, order=None)` that turns a grayscale batch `(N, 1, H, W)` into
+# `(N, H, W)`: time step `t` is row `t` of the image, top to bottom, with its `W` pixel
+# values as features. When `order` is given (a 1-D tensor holding a permutation of
+# `0 .. H-1`), time step `t` is row `order[t]` instead — the cell after the tests and the
+# section *Does the reading order matter?* use it to feed the rows in another order.
+# Raise a `ValueError` that shows the shape it got when `x` is not `(N, 1, H, W)` (a
+# colour batch, or a batch without its channel axis). No copy is needed: indexing and
+# `squeeze`/`x[:, 0]` do it; keep the dtype.
+
+# %% grade_id="mc_rows_solution" solution=true
+def image_to_sequence(x, order=None):
+    """Grayscale images (N, 1, H, W) -> sequences (N, H, W); time step t is row order[t] (default: row t)."""
+    ### BEGIN SOLUTION
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise ValueError(f"expected a grayscale batch shaped (N, 1, H, W); got {tuple(x.shape)}")
+    seq = x[:, 0]
+    return seq if order is None else seq[:, order]
+    ### END SOLUTION
+
+# %% grade_id="mc_rows_tests" points=1 tags=["graded"]
+digits = train.images[:5]
+seq = image_to_sequence(digits)
+assert seq.shape == (5, 28, 28), f"expected (N, H, W) = (5, 28, 28), got {tuple(seq.shape)}"
+assert torch.equal(seq[:, 3], digits[:, 0, 3]), "time step t must be row t of the image (top to bottom)"
+backwards = image_to_sequence(digits, order=torch.arange(27, -1, -1))
+assert torch.equal(backwards, digits[:, 0].flip(1)), "order=[27, 26, ..., 0] reads the rows bottom to top"
+### BEGIN HIDDEN TESTS
+assert seq.dtype == digits.dtype, "keep the dtype (no conversion needed: it is only a reshape)"
+wide = torch.rand(2, 1, 4, 6, generator=torch.Generator().manual_seed(0))
+before = wide.clone()
+assert image_to_sequence(wide).shape == (2, 4, 6), "H rows of W values: (N, 1, 4, 6) -> (N, 4, 6)"
+perm = torch.randperm(4, generator=torch.Generator().manual_seed(1))
+shuffled = image_to_sequence(wide, order=perm)
+for t in range(4):
+    assert torch.equal(shuffled[:, t], wide[:, 0, perm[t]]), "time step t must be row order[t]"
+assert torch.equal(wide, before), "do not change the input"
+for bad in (torch.zeros(2, 3, 28, 28), torch.zeros(2, 28, 28)):
+    try:
+        image_to_sequence(bad)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"a batch shaped {tuple(bad.shape)} is not (N, 1, H, W): raise ValueError")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# `RowLSTM` (and `SingleAttention`) accept such sequences as well as images. Fed your
+# sequences, an (untrained) `RowLSTM` gives exactly what it gives on the images; fed the
+# rows bottom to top, its output changes: the LSTM reads in order, and the order is part
+# of what it will learn. Whether that matters for a *trained* model is measured after
+# the test, in *Does the reading order matter?*.
+
+# %%
+batch = (train.images[:8].float() / 255 - MEAN[0]) / STD[0]
+seed_everything(SEED)
+lstm = RowLSTM(hidden=128).eval()
+with torch.no_grad():
+    out_images = lstm(batch)
+    out_rows = lstm(image_to_sequence(batch))
+    out_backwards = lstm(image_to_sequence(batch, order=torch.arange(27, -1, -1)))
+print(f"your sequences equal the library's image_to_rows: {torch.equal(image_to_sequence(batch), image_to_rows(batch, 28))}")
+print(f"RowLSTM on your sequences vs on the images: max difference {(out_rows - out_images).abs().max():.1e}")
+print(f"RowLSTM on the rows read bottom to top:     max difference {(out_backwards - out_images).abs().max():.1e}")
+
+# %% [markdown]
+# ### Exercise 2 (2 points): cutting an image into patches
+# A ViT turns an image into a sequence of **patches**. Write `my_patchify(x, p)` for a batch
+# `(N, C, H, W)`: cut each image into non-overlapping `p` x `p` patches and return
+# `(N, L, p*p*C)` with `L = (H/p) * (W/p)`. Patches come row by row over the image (patch
+# 0 top left, patch 1 to its right, ...), and each patch is flattened the way
+# `x[n, :, i*p:(i+1)*p, j*p:(j+1)*p].flatten()` flattens it: channel first, then the
+# rows of the patch, then the columns. No Python loops: `reshape` the image to
+# `(N, C, H/p, p, W/p, p)`, `permute` the axes so the two patch-grid axes come right after
+# `N`, and `reshape` again. When `H` or `W` is not a multiple of `p`, raise a `ValueError`
+# whose message names the image size and the patch size (a reshape would fail with a
+# message about element counts, or worse, succeed on a wrong grid).
+
+# %% grade_id="mc_patchify_solution" solution=true
+def my_patchify(x, p):
+    """Images (N, C, H, W) -> patches (N, (H/p)*(W/p), C*p*p), row by row over the image."""
+    ### BEGIN SOLUTION
+    n, c, h, w = x.shape
+    if h % p or w % p:
+        raise ValueError(f"image size {h}x{w} is not divisible by the patch size {p}; pick a p that divides both")
+    gh, gw = h // p, w // p
+    return x.reshape(n, c, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5).reshape(n, gh * gw, c * p * p)
+    ### END SOLUTION
+
+# %% grade_id="mc_patchify_tests" points=2 tags=["graded"]
+images = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+patches = my_patchify(images, 7)
+assert patches.shape == (2, 16, 49), f"28 px with 7 px patches: (N, 16, 49), got {tuple(patches.shape)}"
+assert torch.equal(patches[:, 0], images[:, :, :7, :7].flatten(1)), "patch 0 is the top-left 7x7 block, flattened row by row"
+assert torch.equal(patches[:, 1], images[:, :, :7, 7:14].flatten(1)), "patch 1 is the block to the right of patch 0"
+assert torch.equal(patches[:, 4], images[:, :, 7:14, :7].flatten(1)), "patch 4 starts the second row of blocks"
+try:
+    my_patchify(images, 5)
+except ValueError as exc:
+    assert "28" in str(exc) and "5" in str(exc), f"say which sizes do not fit; the message was {str(exc)!r}"
+else:
+    raise AssertionError("28 px is not divisible by 5 px patches: raise ValueError")
+### BEGIN HIDDEN TESTS
+colour = torch.rand(3, 3, 8, 12, generator=torch.Generator().manual_seed(1))
+before = colour.clone()
+got = my_patchify(colour, 4)
+assert got.shape == (3, 6, 48), "L = (H/p)(W/p) = 2*3 patches of p*p*C = 48 values for an 8x12 RGB image"
+assert torch.equal(got, F.unfold(colour, 4, stride=4).transpose(1, 2)), \
+    "flatten each patch channel first, then its rows; patches row by row over the image"
+assert torch.equal(colour, before), "do not change the input"
+assert torch.equal(my_patchify(colour, 1), colour.flatten(2).transpose(1, 2)), "p = 1: one patch per pixel, C values each"
+square = colour[:, :, :, :8]
+assert torch.equal(my_patchify(square, 8), square.flatten(1)[:, None]), "p = H = W: a single patch"
+assert my_patchify(train.images[:2], 14).dtype == torch.uint8, "keep the dtype"
+for shape, p in (((1, 1, 8, 10), 4), ((1, 1, 10, 8), 4)):
+    try:
+        my_patchify(torch.zeros(shape), p)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"{shape[2]}x{shape[3]} images do not split into {p} px patches: raise ValueError")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The library's `ViT` embeds patches with a convolution whose kernel and stride are the
+# patch size. That is the same thing as one shared linear map applied to every patch:
+# with the conv's weights reshaped to `(dim, C*p*p)`, your patches give the same tokens.
+
+# %%
+seed_everything(SEED)
+vit = ViT(patch_size=7, dim=64, depth=4, heads=4).eval()
+conv = vit.patch_embed
+with torch.no_grad():
+    by_conv = conv(batch).flatten(2).transpose(1, 2)  # (N, 16, 64): what ViT.forward computes
+    by_linear = my_patchify(batch, 7) @ conv.weight.flatten(1).T + conv.bias
+print(f"tokens {tuple(by_conv.shape)}; conv vs linear map of your patches: max difference "
+      f"{(by_conv - by_linear).abs().max():.1e}")
+plots.image_grid(my_patchify(train.images[:1], 7)[0].view(16, 1, 7, 7), ncols=4, scale=0.8,
+                 title=f"one '{train.classes[int(train.labels[0])]}' as the ViT's 16 tokens")
+plt.show()
+
+# %% [markdown]
+# ### Exercise 3 (2 points): scaled dot-product attention
+# Each token asks a **query**, every token offers a **key** and a **value**; a token's new
+# representation is the average of the values weighted by how well its query matches
+# each key: `softmax(Q K^T / sqrt(d)) V`, where `d` is the width of the queries and keys
+# (dividing by `sqrt(d)` keeps the scores from growing with the width and saturating the
+# softmax). Write `my_attention(q, k, v, mask=None)` for `q` `(..., Lq, d)`, `k`
+# `(..., Lk, d)` and `v` `(..., Lk, dv)` (any leading axes: batch, heads), returning
+# `(..., Lq, dv)`. `mask`, when given, is a bool tensor that broadcasts to `(..., Lq, Lk)`,
+# **True where the query may attend to the key** (the convention of
+# `torch.nn.functional.scaled_dot_product_attention`): give the other scores `-inf`
+# before the softmax (`masked_fill`), so they get zero weight. Use `torch.softmax`, which
+# stays finite for large scores where `exp(s) / exp(s).sum()` overflows. The tests
+# compare your function with PyTorch's.
+
+# %% grade_id="mc_attention_solution" solution=true
+def my_attention(q, k, v, mask=None):
+    """softmax(q k^T / sqrt(d)) v over the last two axes; mask (bool) is True where attending is allowed."""
+    ### BEGIN SOLUTION
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(dim=-1) @ v
+    ### END SOLUTION
+
+# %% grade_id="mc_attention_tests" points=2 tags=["graded"]
+g = torch.Generator().manual_seed(0)
+q, k, v = (torch.randn(2, 4, 5, 8, generator=g) for _ in range(3))  # (batch, heads, tokens, width)
+assert my_attention(q, k, v).shape == (2, 4, 5, 8), "the output has one row per query, as wide as the values"
+assert torch.allclose(my_attention(q, k, v), F.scaled_dot_product_attention(q, k, v), atol=1e-5), \
+    "softmax(Q K^T / sqrt(d)) V, with d the width of the queries"
+causal = torch.ones(5, 5, dtype=torch.bool).tril()  # query t sees keys 0..t
+assert torch.allclose(my_attention(q, k, v, causal), F.scaled_dot_product_attention(q, k, v, attn_mask=causal),
+                      atol=1e-5), "with a mask, a query attends only to the keys where the mask is True"
+assert torch.allclose(my_attention(q, k, v, causal)[..., 0, :], v[..., 0, :], atol=1e-6), \
+    "causal mask: the first query sees only the first key, so it returns the first value"
+### BEGIN HIDDEN TESTS
+q2 = torch.randn(3, 6, 16, generator=g, dtype=torch.float64)
+k2 = torch.randn(3, 9, 16, generator=g, dtype=torch.float64)
+v2 = torch.randn(3, 9, 5, generator=g, dtype=torch.float64)
+before = [t.clone() for t in (q2, k2, v2)]
+out2 = my_attention(q2, k2, v2)
+assert out2.shape == (3, 6, 5) and out2.dtype == torch.float64, "Lq queries, values of width dv: (..., Lq, dv), dtype kept"
+assert torch.allclose(out2, F.scaled_dot_product_attention(q2, k2, v2)), "scale by the square root of the key width d (here 16)"
+assert all(torch.equal(a, b) for a, b in zip((q2, k2, v2), before)), "do not change the inputs"
+pad = torch.ones(3, 1, 9, dtype=torch.bool)  # padding mask: the same keys hidden from every query
+pad[0, :, 6:] = False
+pad[2, :, 1:] = False
+out_pad = my_attention(q2, k2, v2, pad)
+assert torch.allclose(out_pad, F.scaled_dot_product_attention(q2, k2, v2, attn_mask=pad)), \
+    "the mask broadcasts as in F.scaled_dot_product_attention"
+v3 = v2.clone()
+v3[0, 6:] = 1e3
+assert torch.allclose(my_attention(q2, k2, v3, pad), out_pad), "masked keys must get exactly zero weight"
+assert torch.allclose(out_pad[2], v2[2, :1].expand(6, 5)), "one visible key: every query returns its value"
+big = 40 * torch.randn(2, 4, 5, 8, generator=g)
+out_big = my_attention(big, big, v)
+assert torch.isfinite(out_big).all(), "large scores overflow exp(); use a numerically stable softmax (torch.softmax)"
+assert torch.allclose(out_big, F.scaled_dot_product_attention(big, big, v), atol=1e-4)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Inside the ViT each block computes queries, keys and values for its 17 tokens (CLS + 16
+# patches) with one linear map, splits them into 4 heads and calls PyTorch's fused
+# attention. Swapping in yours gives the same block output; PyTorch's version is faster
+# (one fused kernel, less memory) but computes the same thing.
+
+# %%
+attn = vit.blocks[0].attn
+with torch.no_grad():
+    tokens = torch.cat([vit.cls_token.expand(len(batch), -1, -1), by_conv], dim=1) + vit.pos_embed
+    h = vit.blocks[0].norm1(tokens)
+    n, length, dim = h.shape
+    q, k, v = attn.qkv(h).view(n, length, 3, attn.heads, dim // attn.heads).permute(2, 0, 3, 1, 4)
+    yours = attn.proj(my_attention(q, k, v).transpose(1, 2).reshape(n, length, dim))
+    library = attn(h)
+    timings = {}
+    for label, fn in (("yours", my_attention), ("F.scaled_dot_product_attention", F.scaled_dot_product_attention)):
+        t0 = time.perf_counter()
+        for _ in range(200):
+            fn(q, k, v)
+        timings[label] = (time.perf_counter() - t0) / 200 * 1e6
+print(f"first ViT block, {length} tokens x {attn.heads} heads: your attention vs the library's, max difference "
+      f"{(yours - library).abs().max():.1e}")
+print("time per call: " + ", ".join(f"{label} {us:.0f} µs" for label, us in timings.items()))
 
 # %% [markdown]
 # ## The report's sweeps, with seeds: epochs and filter widths
@@ -284,6 +525,38 @@ plots.bar_with_errors([r["model"] for r in rows], [r["seed_mean"] for r in rows]
 plt.show()
 
 # %% [markdown]
+# ## Try it: which model learns most per second?
+# The table above compares the models at their full schedules. The panel below compares
+# them at a tiny budget: pick a model and a number of epochs and press **Run**; it trains
+# that model from scratch on a subset of the training split (1,000 images by default,
+# plain Adam at the model's learning rate, no augmentation, no schedule) and adds a point
+# to a plot of validation accuracy against training time. A run takes about a second
+# (ResNet-18 about ten). Things to try:
+#
+# - Run every model for 2 epochs. Which is best at equal epochs, and which at equal
+#   *seconds*? The pretrained ResNet-18 starts from features it already has; the others
+#   start from nothing.
+# - Give the LSTM, the attention model and the ViT 6-8 epochs: the row readers and the
+#   ViT (which has no built-in notion that neighbouring pixels belong together) need far
+#   more passes over few images than the CNN does.
+# - Move the number of training images up and down: which ranking changes with the
+#   amount of data?
+#
+# **Stop** ends a run after the current batch; `panel.results` keeps every run. Numbers
+# here are on a subset of the validation split, with short constant-rate schedules: use
+# them to compare models with each other, not with the table above.
+
+# %%
+# NBVAL_SKIP
+if INTERACTIVE:
+    from course_lib.widgets import model_choice_panel
+
+    panel = model_choice_panel(train, val, {name: SPECS[name][0] for name in MODELS},
+                               lr={name: SPECS[name][1] for name in MODELS}, epochs=2, max_epochs=10,
+                               n_train=min(1000, len(train)), batch_size=64, n_val=500, device=device, seed=SEED)
+    display(panel)
+
+# %% [markdown]
 # ## What each model gets wrong
 # The first misclassified test images of each model (predicted label, true label in
 # brackets). Look for the digits that several models get wrong -- often ones a person
@@ -292,6 +565,74 @@ plt.show()
 
 # %%
 misclassified_by_model(test.images, test.labels, {name: r.test_preds for name, r in runs.items()}, per_model=8)
+plt.show()
+
+# %% [markdown]
+# ## Does the reading order matter?
+# The row readers were trained on rows top to bottom. Feed the trained LSTM and attention
+# model the same test images as sequences read bottom to top, or in one fixed random
+# order of the rows (your `image_to_sequence` with `order=`), and measure their test
+# accuracy again. The LSTM reads in order, so a new order is new data to it; the
+# attention model mixes all rows at once, and the only thing that tells it which row is
+# which is its learned position embedding (without one, self-attention followed by a
+# mean over the rows would give the same output for every order). In the smoke profile
+# the models have hardly trained and the numbers say little; in a trial with 6,000
+# training images and 3 epochs, the LSTM fell from 94 % to 42 % (bottom to top) and 24 %
+# (shuffled), the attention model from 86 % to 60 % and 38 %: both learned the order,
+# the LSTM more so.
+
+# %%
+test_x = (test.images.float() / 255 - MEAN[0]) / STD[0]
+ORDERS = {"top to bottom": None, "bottom to top": torch.arange(27, -1, -1),
+          "shuffled rows": torch.randperm(28, generator=torch.Generator().manual_seed(SEED))}
+
+
+@torch.no_grad()
+def accuracy_in_order(model, order):
+    model.eval()
+    correct = 0
+    for i in range(0, len(test_x), 1000):
+        seq = image_to_sequence(test_x[i:i + 1000], order=order).to(device)
+        correct += int((model(seq).argmax(1).cpu() == test.labels[i:i + 1000]).sum())
+    return correct / len(test_x)
+
+
+print(f"{'test accuracy':<15}" + "".join(f"{o:>16}" for o in ORDERS))
+for name in ("LSTM", "attention"):
+    print(f"{name:<15}" + "".join(f"{accuracy_in_order(runs[name].model, o):>16.4f}" for o in ORDERS.values()))
+
+# %% [markdown]
+# ## Where does the ViT look?
+# With the identity matrix as the values, attention returns its own weights: row `i` of
+# `my_attention(q, k, I)` is how much token `i` attends to each token. Below, the CLS
+# token's attention over the 16 patches in the trained ViT's last block, averaged over
+# its 4 heads, for a few test digits (brighter = more attention). In the smoke profile
+# the ViT has hardly trained, so the maps say little; after the quick or full profile,
+# compare them with the digits: does the CLS token gather from the patches the strokes
+# pass through, from the empty border, or from everywhere alike?
+
+# %%
+vit_trained = runs["ViT"].model.eval()
+shown = test_x[:6].to(device)
+with torch.no_grad():
+    h = vit_trained.patch_embed(shown).flatten(2).transpose(1, 2)
+    h = torch.cat([vit_trained.cls_token.expand(len(shown), -1, -1), h], dim=1) + vit_trained.pos_embed
+    for block in vit_trained.blocks[:-1]:
+        h = block(h)
+    last = vit_trained.blocks[-1]
+    hn = last.norm1(h)
+    n, length, dim = hn.shape
+    q, k, _ = last.attn.qkv(hn).view(n, length, 3, last.attn.heads, dim // last.attn.heads).permute(2, 0, 3, 1, 4)
+    weights = my_attention(q, k, torch.eye(length, device=device).expand(n, last.attn.heads, length, length))
+cls_maps = weights[:, :, 0, 1:].mean(1).view(n, 4, 4).cpu()
+fig, axes = plt.subplots(2, n, figsize=(1.4 * n, 3))
+for i in range(n):
+    axes[0, i].imshow(test.images[i, 0], cmap="gray")
+    axes[0, i].set_title(test.classes[int(test.labels[i])], fontsize=9)
+    axes[1, i].imshow(cls_maps[i], cmap="magma")
+    for ax in axes[:, i]:
+        ax.axis("off")
+fig.suptitle("test digits and the CLS token's attention over the 4x4 patches (last block)", fontsize=10)
 plt.show()
 
 # %% [markdown]
