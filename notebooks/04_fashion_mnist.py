@@ -624,7 +624,7 @@ for trial in range(5):
 # %%
 s_true, s_fine = to_superclasses(labels, mapping), to_superclasses(best_preds, mapping)
 never_bottom = s_fine.masked_fill(s_fine == SUPER.index("Bottom"), SUPER.index("Top"))
-print("test images per superclass:", dict(zip(SUPER, torch.bincount(s_true, minlength=3).tolist())))
+print(f"test images per superclass: {dict(zip(SUPER, torch.bincount(s_true, minlength=3).tolist()))}")
 for name, p in ((f"{best_name}, 10-class prediction regrouped", s_fine), ("the same, but never 'Bottom'", never_bottom)):
     print(f"{name:<44} accuracy {(p == s_true).float().mean():.4f}  balanced: yours {my_balanced_accuracy(s_true, p):.4f}"
           f", library {balanced_accuracy(s_true, p):.4f}")
