@@ -222,12 +222,18 @@ def add_gaussian_noise(x, std, generator=None):
 grey = torch.full((64, 1, 28, 28), 0.5)  # mid-grey images: the clamp at 0 and 1 (almost) never acts
 noisy = add_gaussian_noise(grey, 0.1, torch.Generator().manual_seed(0))
 assert noisy.shape == grey.shape, f"keep the batch's shape {tuple(grey.shape)}, got {tuple(noisy.shape)}"
-measured = (noisy - grey).std().item()
-assert abs(measured - 0.01) > 0.02, f"the noise's standard deviation is {measured:.4f} = std²: multiply by std, not std**2"
+assert bool((grey == 0.5).all()), "x changed: return a new tensor (x + noise), do not add in place (x += ...)"
+measured = (noisy - 0.5).std().item()
+assert abs(measured - 0.01) > 0.002, f"the noise's standard deviation is {measured:.4f} = std²: multiply by std, not std**2"
 assert abs(measured - 0.1) < 0.005, f"with std=0.1 the added noise should have standard deviation 0.1, got {measured:.4f}"
 assert torch.equal(add_gaussian_noise(grey, 0.0, torch.Generator().manual_seed(0)), grey), "std=0 must change nothing"
 loud = add_gaussian_noise(grey, 2.0, torch.Generator().manual_seed(0))
 assert loud.min() >= 0 and loud.max() <= 1, "clamp the result to [0, 1]"
+try:
+    pair = add_gaussian_noise(grey[:2], torch.tensor([0.0, 0.1]), torch.Generator().manual_seed(0))
+except RuntimeError as err:
+    raise AssertionError(f"a std tensor of shape (N,) gives each image its own level: .view(-1, 1, 1, 1) it ({err})")
+assert torch.equal(pair[0], grey[0]) and not torch.equal(pair[1], grey[1]), "std [0, 0.1]: only the second image changes"
 ### BEGIN HIDDEN TESTS
 assert noisy.dtype == torch.float32, f"keep the dtype float32, got {noisy.dtype}"
 imgs = train.images[:16].float() / 255
@@ -414,8 +420,8 @@ from course_lib.models import FashionCNN, l1_penalty, l2_penalty
 
 out = weight_penalty(tiny, l1=0.5, l2=0.1)
 assert isinstance(out, torch.Tensor) and out.ndim == 0, "return a 0-d tensor (not a float): it is added to the loss"
+assert out.requires_grad, "the penalty must stay connected to the weights (no .item(), no torch.tensor(...), no no_grad)"
 out.backward()
-assert tiny.weight.grad is not None, "the penalty must stay connected to the weights (no .item(), no torch.tensor(...))"
 assert torch.allclose(tiny.weight.grad, 0.5 * tiny.weight.detach().sign() + 0.2 * tiny.weight.detach()), "gradient"
 assert tiny.bias.grad is None or not tiny.bias.grad.any(), "biases are not penalised"
 torch.manual_seed(0)
