@@ -175,6 +175,14 @@ def train_one(name, data, epochs, seed, build=None, batch_size=128):
 # The three exercises below build these pieces by hand, and the cells after them check
 # them against what the models in `course_lib` do.
 
+# %%
+# NBVAL_CHECK_OUTPUT
+READERS = {"LSTM": (RowLSTM(hidden=128), "28 time steps of 28 pixels (one row each)"),
+           "attention": (SingleAttention(d_model=64, heads=4), "28 tokens of 28 pixels (one row each) -> width 64"),
+           "ViT": (ViT(patch_size=7, dim=64, depth=4, heads=4), "CLS + 16 tokens of 49 pixels (7x7 patches) -> width 64")}
+for name, (model, reads) in READERS.items():
+    print(f"{name:<10} {sum(p.numel() for p in model.parameters()):>8,} parameters; reads a 28x28 digit as {reads}")
+
 # %% [markdown]
 # ### Exercise 1 (1 point): an image as a sequence of rows
 # `nn.LSTM(batch_first=True)` wants a batch of sequences `(N, T, features)`. Write
