@@ -4,6 +4,7 @@
   ``momentum_update``, ``cosine_tau``)
 - ``moco``    ``MoCo``, ``info_nce``, split BatchNorm (single-device shuffle-BN)
 - ``byol``    ``BYOL``, ``byol_loss``, ``collapse_std`` (collapse monitor)
+- ``byol_recipe`` ``BYOLConfig``, ``pretrain_byol`` (BYOL with the cosine tau schedule)
 - ``mae``     ``MAE``, ``patchify`` / ``unpatchify``, ``random_masking``, ``mae_loss``
 
 Each method wraps any backbone (``nn.Module`` mapping images to features); linear
@@ -13,6 +14,7 @@ probes, kNN and fine-tuning of the learned backbone live in ``course_lib.evaluat
 from __future__ import annotations
 
 from .byol import BYOL, BYOLOutput, byol_loss, collapse_std
+from .byol_recipe import BYOLConfig, pretrain_byol
 from .common import (
     PredictionHead,
     ProjectionHead,
@@ -34,6 +36,7 @@ from .moco import (
 
 __all__ = [
     "BYOL",
+    "BYOLConfig",
     "BYOLOutput",
     "MAE",
     "MAEBackbone",
@@ -54,6 +57,7 @@ __all__ = [
     "mae_loss",
     "momentum_update",
     "patchify",
+    "pretrain_byol",
     "random_masking",
     "unpatchify",
 ]

@@ -37,6 +37,7 @@ from .recipes import moco_views, probe_accuracy_few_labels
 from .trainer import KNNMonitor, SSLHistory, TwoViews, train_ssl
 
 TAU_SCHEDULES = ("cosine", "constant")
+OPTIMIZERS = ("sgd", "adamw")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class BYOLConfig:
     hidden_dim: int = 512
     tau_base: float = 0.99
     tau_schedule: str = "cosine"
+    optimizer: str = "sgd"
     batch_size: int = 256
     lr: float = 0.06
     momentum: float = 0.9
@@ -87,6 +89,7 @@ class BYOLConfig:
         need(self.blocks >= 0, f"blocks must be >= 0, got {self.blocks}")
         need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         need(self.batch_size >= 2, f"batch_size must be >= 2 (BatchNorm in the heads needs a batch), got {self.batch_size}")
+        need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
         need(0.0 <= self.momentum < 1.0, f"momentum must be in [0, 1), got {self.momentum}")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
@@ -218,8 +221,12 @@ def pretrain_byol(
     total_steps = epochs * steps_per_epoch
     byol = build_byol(copy.deepcopy(encoder), cfg, **byol_overrides)
     model = ScheduledBYOL(byol, total_steps, cfg.tau_schedule).to(device)
-    opt = torch.optim.SGD(model.trainable_parameters(), lr=cfg.lr * batch_size / 256, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay)
+    lr = cfg.lr * batch_size / 256  # linear scaling rule
+    if cfg.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(model.trainable_parameters(), lr=lr, momentum=cfg.momentum,
+                                                     weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(model.trainable_parameters(), lr=lr, weight_decay=cfg.weight_decay)
     history = train_ssl(model, images, byol_views(cfg), epochs=epochs, batch_size=batch_size, optimizer=opt,
                         warmup_epochs=cfg.warmup_epochs, backbone=byol.encoder, monitor=monitor,
                         checkpoint=checkpoint, device=device, seed=seed,
@@ -234,6 +241,17 @@ def pretrain_byol(
     history.taus, history.collapse = list(model.taus), list(model.collapse)  # type: ignore[attr-defined]
     encoder.load_state_dict(byol.encoder.state_dict())
     return history
+
+
+def byol_history_dict(history: SSLHistory, max_steps: int = 2000) -> dict[str, Any]:
+    """``history.to_dict()`` plus the per-step ``collapse`` and ``taus`` of ``pretrain_byol``,
+    averaged / subsampled with the same ``step_stride`` as ``step_losses``."""
+    out = history.to_dict(max_steps)
+    stride = out["step_stride"]
+    collapse: list[float] = list(getattr(history, "collapse", []))
+    out["collapse"] = [sum(collapse[i:i + stride]) / len(collapse[i:i + stride]) for i in range(0, len(collapse), stride)]
+    out["taus"] = list(getattr(history, "taus", []))[::stride]
+    return out
 
 
 def expected_taus(total_steps: int, tau_base: float, schedule: str = "cosine") -> list[float]:
@@ -298,11 +316,7 @@ def byol_recipe(dataset: str) -> Callable[..., Path]:
         }
         log(f"evaluation on the validation split ({time.perf_counter() - t0:.0f} s): {metrics}")
         out = Path(out) if out else checkpoints_dir() / f"{name}.pt"
-        hist = history.to_dict()
-        stride = hist["step_stride"]
-        hist["collapse"] = [sum(history.collapse[i:i + stride]) / len(history.collapse[i:i + stride])  # type: ignore[attr-defined]
-                            for i in range(0, len(history.collapse), stride)]  # type: ignore[attr-defined]
-        hist["taus"] = history.taus[::stride]  # type: ignore[attr-defined]
+        hist = byol_history_dict(history)
         save_checkpoint(out, encoder, {
             "name": name,
             "dataset": dataset,
