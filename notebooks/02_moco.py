@@ -439,6 +439,8 @@ online_t, target_t = nn.Linear(5, 3), nn.Linear(5, 3)
 w_o, w_t = online_t.weight.detach().clone(), target_t.weight.detach().clone()
 try:
     momentum_step(online_t, target_t, 0.9)
+except NotImplementedError:
+    raise
 except RuntimeError as err:  # in-place changes of parameters that require grad
     raise AssertionError(f"update the parameters inside `with torch.no_grad():` ({err})") from None
 assert torch.allclose(target_t.weight, 0.9 * w_t + 0.1 * w_o), "target = tau * target + (1 - tau) * online"
