@@ -329,7 +329,8 @@ assert torch.equal(fancy_pca(batch, eigvals, eigvecs, 0.0, torch.Generator().man
     "alphastd = 0 must leave the images unchanged"
 unit_out, unit_alpha = fancy_pca(batch, torch.ones(3), torch.eye(3), 0.1, torch.Generator().manual_seed(1))
 assert torch.allclose(unit_out - batch, unit_alpha.view(-1, 3, 1, 1).expand_as(batch), atol=1e-6), \
-    "with eigvals 1 and eigvecs = identity, image i must be shifted by alpha[i] in R, G and B, at every pixel"
+    ("with eigvals 1 and eigvecs = identity, image i must be shifted by alpha[i] in R, G and B, at every pixel "
+     "(no clipping, and x itself must stay unchanged)")
 assert torch.equal(out, fancy_pca(batch, eigvals, eigvecs, 0.1, torch.Generator().manual_seed(0))[0]), \
     "draw alpha from the generator: the same seed must give the same batch"
 ### BEGIN HIDDEN TESTS
