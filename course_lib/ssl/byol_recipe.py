@@ -18,7 +18,6 @@ Notebook 03 rebuilds the model from these pieces, so loading
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,12 +26,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..checkpoints import save_checkpoint, tensor_checksum
 from ..evaluation import extract_features, knn_classify
-from ..paths import checkpoints_dir, runs_dir
 from .byol import BYOL, BYOLOutput, collapse_std
 from .common import cosine_tau
 from .encoders import ConvEncoder
+from .pretraining import prepare_pretraining
 from .recipes import moco_views, probe_accuracy_few_labels
 from .trainer import KNNMonitor, SSLHistory, TwoViews, train_ssl
 
@@ -270,34 +268,18 @@ def byol_recipe(dataset: str) -> Callable[..., Path]:
                device: str | None = None, limit: int | None = None, fresh: bool = False,
                log: Callable[[str], None] = print) -> Path:
         from ..clustering import cluster_scores
-        from ..data import load_dataset, stratified_split
-        from ..train import get_device, seed_everything
 
         t_all = time.perf_counter()
-        name = f"byol-{dataset}"
         cfg = BYOL_CONFIGS[dataset]
-        epochs = epochs or cfg.epochs
-        dev = get_device(device)
-        seed_everything(seed)
-        train_full = load_dataset(dataset, "train", root=root)
-        train_idx, val_idx = stratified_split(train_full.labels, val_fraction=0.1, seed=0)
-        train, val = train_full.subset(train_idx), train_full.subset(val_idx)
-        images = train.images if limit is None else train.images[:limit]
-        g = torch.Generator().manual_seed(0)
-        mem = torch.randperm(len(train), generator=g)[:5000]
-        monitor = KNNMonitor(train.images[mem], train.labels[mem], val.images[:2000], val.labels[:2000])
-        key = hashlib.sha256(repr((cfg, epochs, seed, limit)).encode()).hexdigest()[:10]
-        resume = runs_dir() / "pretrain" / f"{name}-{key}.resume.pt"
-        if fresh and resume.exists():
-            resume.unlink()
-        log(f"{name}: {len(images)} unlabelled {dataset} images (training split minus a 10 % validation split), "
-            f"{epochs} epochs, device {dev}, {torch.get_num_threads()} thread(s); resume file {resume}")
-        torch.manual_seed(seed)
+        setup = prepare_pretraining(f"byol-{dataset}", dataset, cfg, epochs=epochs or cfg.epochs, seed=seed,
+                                    root=root, device=device, limit=limit, fresh=fresh, log=log)
+        dev, train, val = setup.device, setup.train, setup.val
         encoder = cfg.encoder(train.images.shape[1]).to(dev)
-        history = pretrain_byol(encoder, images, cfg, epochs=epochs, monitor=monitor, checkpoint=resume,
-                                device=dev, seed=seed, log=log)
+        history = pretrain_byol(encoder, setup.images, cfg, epochs=setup.epochs, monitor=setup.monitor,
+                                checkpoint=setup.resume, device=dev, seed=seed, log=log)
         if history.interrupted:
-            raise KeyboardInterrupt(f"{name} interrupted; run the same command again to resume from {resume}")
+            raise KeyboardInterrupt(f"{setup.name} interrupted; run the same command again to resume from "
+                                    f"{setup.resume}")
 
         t0 = time.perf_counter()
         encoder.cpu()
@@ -315,27 +297,9 @@ def byol_recipe(dataset: str) -> Callable[..., Path]:
             "final_collapse_std": history.records[-1].get("collapse_std"),
         }
         log(f"evaluation on the validation split ({time.perf_counter() - t0:.0f} s): {metrics}")
-        out = Path(out) if out else checkpoints_dir() / f"{name}.pt"
-        hist = byol_history_dict(history)
-        save_checkpoint(out, encoder, {
-            "name": name,
-            "dataset": dataset,
-            "dataset_checksum": tensor_checksum(train_full.images, train_full.labels),
-            "pretrain_images": len(images),
-            "split": "training split minus stratified_split(val_fraction=0.1, seed=0); labels unused",
-            "profile": "reference",
-            "epochs": epochs,
-            "wall_time_s": history.wall_time_s,
-            "total_wall_time_s": time.perf_counter() - t_all,
-            "threads": torch.get_num_threads(),
-            "device": str(dev),
-            "seed": seed,
-            "model_config": encoder.config(),
-            "byol_config": cfg.to_dict(),
-            "views": repr(byol_views(cfg)),
-            "metrics": metrics,
-            "history": hist,
-        })
+        out = setup.save(out, encoder, history, metrics, total_wall_time_s=time.perf_counter() - t_all,
+                         model_config=encoder.config(), byol_config=cfg.to_dict(), views=repr(byol_views(cfg)),
+                         history=byol_history_dict(history))
         log(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB)")
         return out
 

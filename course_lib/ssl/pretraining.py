@@ -47,9 +47,13 @@ class PretrainSetup:
     monitor: KNNMonitor
     resume: Path
 
-    def save(self, out: str | Path | None, model: nn.Module, history: SSLHistory, metrics: dict[str, Any],
+    def save(self, out: str | Path | None, model: nn.Module, history: SSLHistory, metrics: dict[str, Any], /,
              **extra: Any) -> Path:
-        """Save ``model`` to ``out`` (default ``checkpoints/<name>.pt``) with the shared provenance + ``extra``."""
+        """Save ``model`` to ``out`` (default ``checkpoints/<name>.pt``) with the shared provenance + ``extra``.
+
+        Keys in ``extra`` are added to the metadata and win over the shared ones
+        (e.g. a method's own ``history=`` dict).
+        """
         path = Path(out) if out else checkpoints_dir() / f"{self.name}.pt"
         save_checkpoint(path, model.cpu(), {
             "name": self.name,
