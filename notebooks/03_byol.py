@@ -650,7 +650,7 @@ print(f"2. τ held constant at {byol_cfg.tau_base} instead of the cosine schedul
       f"{1 / (1 - hist['taus'][0]):.0f} steps to practically unlimited: the target froze for the last steps. This "
       "notebook does not measure the accuracy cost of a constant τ (it takes a second pretraining run; "
       "BYOLConfig(tau_schedule='constant') makes it), so that claim of the report is untested either way.")
-print(f"3. Clusters judged by eye: raw pixels also make a t-SNE map with visible digit groups. Measured, k-means "
+print(f"3. Clusters judged by eye: the t-SNE map of raw pixels (above) shows digit groups too. Measured, k-means "
       f"matched accuracy / NMI is {100 * clusters['BYOL']['acc']:.1f} % / {clusters['BYOL']['nmi']:.3f} on BYOL features, "
       f"{100 * clusters['raw pixels']['acc']:.1f} % / {clusters['raw pixels']['nmi']:.3f} on raw pixels and "
       f"{100 * clusters['random init']['acc']:.1f} % / {clusters['random init']['nmi']:.3f} on a random-init encoder.")
@@ -664,8 +664,8 @@ if abs(m["byol"][0] - m["pix"][0]) < 2 * max(m["byol"][1], m["pix"][1]) and meta
     print(f"   Here BYOL's frozen features are no better than pixels. The reference run is short ({pretrain_epochs} "
           f"epochs): MoCo, with the same encoder, views and evaluation, reached "
           f"{100 * moco_meta['metrics']['val_probe100_acc_mean']:.1f} % on validation after {moco_meta['epochs']} "
-          f"epochs where BYOL reached {100 * meta['metrics']['val_probe100_acc_mean']:.1f} %: BYOL, without negatives, "
-          "starts slowly, and a few CPU epochs are not enough for it.")
+          f"epochs where BYOL reached {100 * meta['metrics']['val_probe100_acc_mean']:.1f} %. A likely reason (not tested "
+          "here): without negative pairs BYOL starts more slowly, and a few CPU epochs are not enough for it.")
 print(f"5. Fine-tuning vs frozen: fine-tuning all layers ({cfg['ft_steps']} steps) gives {100 * m['ft'][0]:.1f} ± "
       f"{100 * m['ft'][1]:.1f} % ({100 * (m['ft'][0] - m['byol'][0]):+.1f} points over the frozen probe, "
       f"{100 * (m['ft'][0] - m['sup'][0]):+.1f} against the CNN trained from scratch for {cfg['sup_steps']} steps).")
