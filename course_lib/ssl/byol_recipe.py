@@ -26,12 +26,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..evaluation import extract_features, knn_classify
 from .byol import BYOL, BYOLOutput, collapse_std
 from .common import cosine_tau
 from .encoders import ConvEncoder
 from .pretraining import prepare_pretraining
-from .recipes import moco_views, probe_accuracy_few_labels
+from .recipes import encoder_val_metrics, moco_views
 from .trainer import KNNMonitor, SSLHistory, TwoViews, train_ssl
 
 TAU_SCHEDULES = ("cosine", "constant")
@@ -277,21 +276,13 @@ def byol_recipe(dataset: str) -> Callable[..., Path]:
         encoder = cfg.encoder(train.images.shape[1]).to(dev)
         history = pretrain_byol(encoder, setup.images, cfg, epochs=setup.epochs, monitor=setup.monitor,
                                 checkpoint=setup.resume, device=dev, seed=seed, log=log)
-        if history.interrupted:
-            raise KeyboardInterrupt(f"{setup.name} interrupted; run the same command again to resume from "
-                                    f"{setup.resume}")
+        setup.raise_if_interrupted(history)
 
         t0 = time.perf_counter()
-        encoder.cpu()
-        f_train = extract_features(encoder, train.images)
-        f_val = extract_features(encoder, val.images)
-        knn_pred = knn_classify(f_train, train.labels, f_val)
-        probe100 = probe_accuracy_few_labels(f_train, train.labels, f_val, val.labels, 10, range(5))
+        scores, f_val = encoder_val_metrics(encoder, train, val)
         clusters = cluster_scores(f_val, val.labels, n_clusters=10, seed=0)
         metrics = {
-            "val_knn_acc_all_labels": float((knn_pred == val.labels).float().mean()),
-            "val_probe100_acc_mean": sum(probe100) / len(probe100),
-            "val_probe100_acc_per_draw": probe100,
+            **scores,
             "val_kmeans_nmi": clusters["nmi"], "val_kmeans_ari": clusters["ari"], "val_kmeans_acc": clusters["acc"],
             "final_loss": history.records[-1]["loss"],
             "final_collapse_std": history.records[-1].get("collapse_std"),

@@ -271,9 +271,7 @@ def mae_recipe(dataset: str) -> Callable[..., Path]:
         mae = cfg.model().to(dev)
         history = pretrain_mae(mae, setup.images, cfg, epochs=setup.epochs, monitor=setup.monitor,
                                checkpoint=setup.resume, device=dev, seed=seed, log=log)
-        if history.interrupted:
-            raise KeyboardInterrupt(f"{setup.name} interrupted; run the same command again to resume from "
-                                    f"{setup.resume}")
+        setup.raise_if_interrupted(history)
 
         t0 = time.perf_counter()
         torch.manual_seed(seed)

@@ -47,6 +47,12 @@ class PretrainSetup:
     monitor: KNNMonitor
     resume: Path
 
+    def raise_if_interrupted(self, history: SSLHistory) -> None:
+        """After Ctrl-C the training loop returns early; stop the recipe here and say how to resume."""
+        if history.interrupted:
+            raise KeyboardInterrupt(f"{self.name} interrupted; run the same command again to resume from "
+                                    f"{self.resume}")
+
     def save(self, out: str | Path | None, model: nn.Module, history: SSLHistory, metrics: dict[str, Any], /,
              **extra: Any) -> Path:
         """Save ``model`` to ``out`` (default ``checkpoints/<name>.pt``) with the shared provenance + ``extra``.

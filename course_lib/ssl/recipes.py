@@ -154,6 +154,22 @@ def probe_accuracy_few_labels(train_features: Tensor, train_labels: Tensor, eval
             for s in seeds for idx in [class_balanced_indices(train_labels, n_per_class, s)]]
 
 
+def encoder_val_metrics(encoder: nn.Module, train, val) -> tuple[dict, Tensor]:
+    """A pretrained encoder's validation scores: kNN with every training label, and the
+    100-label linear probe over 5 class-balanced draws; also the validation features (for
+    further scores such as clustering)."""
+    encoder.cpu()
+    f_train = extract_features(encoder, train.images)
+    f_val = extract_features(encoder, val.images)
+    knn_pred = knn_classify(f_train, train.labels, f_val)
+    probe100 = probe_accuracy_few_labels(f_train, train.labels, f_val, val.labels, 10, range(5))
+    return {
+        "val_knn_acc_all_labels": float((knn_pred == val.labels).float().mean()),
+        "val_probe100_acc_mean": sum(probe100) / len(probe100),
+        "val_probe100_acc_per_draw": probe100,
+    }, f_val
+
+
 def moco_recipe(dataset: str) -> Callable[..., Path]:
     """The ``course pretrain moco-<dataset>`` recipe: pretrain, evaluate on validation, save."""
     if dataset not in MOCO_CONFIGS:
@@ -169,22 +185,11 @@ def moco_recipe(dataset: str) -> Callable[..., Path]:
         encoder = cfg.encoder(train.images.shape[1]).to(dev)
         history = pretrain_moco(encoder, setup.images, cfg, epochs=setup.epochs, monitor=setup.monitor,
                                 checkpoint=setup.resume, device=dev, seed=seed, log=log)
-        if history.interrupted:
-            raise KeyboardInterrupt(f"{setup.name} interrupted; run the same command again to resume from "
-                                    f"{setup.resume}")
+        setup.raise_if_interrupted(history)
 
         t0 = time.perf_counter()
-        encoder.cpu()
-        f_train = extract_features(encoder, train.images)
-        f_val = extract_features(encoder, val.images)
-        knn_pred = knn_classify(f_train, train.labels, f_val)
-        probe100 = probe_accuracy_few_labels(f_train, train.labels, f_val, val.labels, 10, range(5))
-        metrics = {
-            "val_knn_acc_all_labels": float((knn_pred == val.labels).float().mean()),
-            "val_probe100_acc_mean": sum(probe100) / len(probe100),
-            "val_probe100_acc_per_draw": probe100,
-            "final_loss": history.records[-1]["loss"],
-        }
+        metrics, _ = encoder_val_metrics(encoder, train, val)
+        metrics["final_loss"] = history.records[-1]["loss"]
         log(f"evaluation on the validation split ({time.perf_counter() - t0:.0f} s): {metrics}")
         out = setup.save(out, encoder, history, metrics,
                          model_config=encoder.config(), moco_config=cfg.to_dict(), views=repr(moco_views(cfg)))
