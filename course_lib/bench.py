@@ -7,7 +7,11 @@ Two ways to feed the same small CNN with the same augmentation (random rotation
   ``torchvision.datasets.MNIST.__getitem__`` does), per-sample torchvision v1
   transforms, ``DataLoader(batch_size=64, shuffle=True, num_workers=2)``;
 - **engine**: ``TensorLoader`` over the uint8 tensor, the whole batch augmented at
-  once by ``course_lib.augment.RandomAffine`` (each image its own parameters).
+  once by ``course_lib.augment.RandomAffine`` (each image its own parameters), in
+  the NCHW layout and in the channels-last layout that ``fit`` uses for conv nets;
+- **ceiling**: the same model trained on one fixed batch, no data pipeline at all.
+  No loader can beat it, so ``ceiling / tutorial`` bounds the speed-up any data
+  pipeline can give on this machine: beyond it only the model's own cost matters.
 
 Rounds alternate A/B in one process so that machine load hits both alike; we
 print the medians, their ratio with min–max over rounds, and the load average.
@@ -63,13 +67,20 @@ def engine_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int):
                         normalize=([MEAN], [STD]))
 
 
-def train_throughput(model: nn.Module, loader: Iterable, n_images: int) -> float:
-    """Train ``model`` on batches from ``loader`` until ``n_images`` are seen; images/second."""
+def train_throughput(model: nn.Module, loader: Iterable, n_images: int, channels_last: bool = False) -> float:
+    """Train ``model`` on batches from ``loader`` until ``n_images`` are seen; images/second.
+
+    ``channels_last`` trains in the NHWC layout, as ``fit`` does for conv nets on CPU.
+    """
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     model.train()
     seen, t0 = 0, time.perf_counter()
     while seen < n_images:
         for x, y in loader:
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             loss = nn.functional.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -131,18 +142,21 @@ def throughput_rounds(args: argparse.Namespace) -> None:
     """Alternate the pipelines for ``args.rounds`` rounds and print medians and ratios."""
     train = load_dataset("mnist", "train", args.root)
     images, labels = train.images[:20000], train.labels[:20000]
+    # name -> (loader, channels_last); the last arm feeds one fixed, pre-augmented batch:
+    # no data pipeline at all, so it is the ceiling any loader can reach with this model.
+    fixed = next(iter(engine_loader(images, labels, 128)))
     arms = {
-        "tutorial (PIL, per-sample v1, DataLoader bs=64, 2 workers)": lambda: tutorial_loader(images, labels),
-        "engine (TensorLoader, batched affine, bs=64)": lambda: engine_loader(images, labels, 64),
-        "engine (TensorLoader, batched affine, bs=256)": lambda: engine_loader(images, labels, 256),
+        "tutorial (PIL, per-sample v1, DataLoader bs=64, 2 workers)": (tutorial_loader(images, labels), False),
+        "engine (TensorLoader, batched affine, bs=64, NCHW)": (engine_loader(images, labels, 64), False),
+        "engine (TensorLoader, batched affine, bs=128, channels_last)": (engine_loader(images, labels, 128), True),
+        "ceiling: model only, one fixed batch, bs=128, channels_last": ([fixed], True),
     }
-    loaders = {k: make() for k, make in arms.items()}
     speeds: dict[str, list[float]] = {k: [] for k in arms}
     load_before = os.getloadavg()
     for r in range(args.rounds):
-        for name, loader in loaders.items():
+        for name, (loader, channels_last) in arms.items():
             torch.manual_seed(r)
-            speeds[name].append(train_throughput(SmallCNN(1, 10), loader, args.images))
+            speeds[name].append(train_throughput(SmallCNN(1, 10), loader, args.images, channels_last))
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{v[-1]:.0f}" for v in speeds.values()) + " img/s", flush=True)
     load_after = os.getloadavg()
     base = list(speeds)[0]
@@ -152,5 +166,5 @@ def throughput_rounds(args: argparse.Namespace) -> None:
         ratios = [a / b for a, b in zip(v, speeds[base])]
         extra = "" if name == base else (f"   ratio {statistics.median(ratios):.1f}x "
                                          f"(min {min(ratios):.1f}x, max {max(ratios):.1f}x)")
-        print(f"  {name:<58} {statistics.median(v):7.0f} img/s{extra}")
+        print(f"  {name:<62} {statistics.median(v):7.0f} img/s{extra}")
     print(f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}")

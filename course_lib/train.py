@@ -229,6 +229,15 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], loss_fn:
 # --------------------------------------------------------------------------- fit
 
 
+def wants_channels_last(model: nn.Module, device: torch.device | str) -> bool:
+    """Should ``model`` train in the channels-last (NHWC) layout on ``device``?
+
+    Yes for a network with 2-D convolutions on CPU (oneDNN's fast path) or CUDA
+    (tensor cores); no on MPS and for conv-free models, where it buys nothing.
+    """
+    return torch.device(device).type in ("cpu", "cuda") and any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
 @dataclass
 class FitState:
     """What callbacks can see: the model, the history, the epoch, and a stop flag."""
@@ -256,7 +265,7 @@ def fit(
     callbacks: list[Callback] | None = None,
     checkpoint: str | os.PathLike | None = None,
     device: torch.device | str | None = None,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     progress: bool = True,
     extra_loss: Callable[[nn.Module], Tensor] | None = None,
 ) -> History:
@@ -272,6 +281,9 @@ def fit(
         checkpoint: a file written after every epoch; if it exists, training resumes
             from it (model, optimizer, scheduler, history, callbacks, RNG state).
         extra_loss: a penalty added to the loss, e.g. ``lambda m: 1e-5 * l1_penalty(m)``.
+        channels_last: NHWC memory layout for conv nets; ``None`` (default) turns it on
+            when ``wants_channels_last`` says so (a conv net on CPU or CUDA: 1.2-1.7x
+            faster training on a 2-core CPU, see ``course bench``).
 
     Ctrl-C ends training cleanly: the history so far is returned with
     ``interrupted=True`` and callbacks such as EarlyStopping restore the best weights.
@@ -280,6 +292,8 @@ def fit(
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     device = torch.device(device) if device is not None else get_device()
+    if channels_last is None:
+        channels_last = wants_channels_last(model, device)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = loss_fn or nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -305,7 +319,7 @@ def fit(
             loss_sum, correct, seen = 0.0, 0, 0
             for x, y in train_loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if channels_last:
+                if channels_last and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cuda", enabled=use_amp):
                     out = model(x)

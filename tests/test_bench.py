@@ -26,3 +26,15 @@ def test_train_throughput_counts_images():
     images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
     labels = torch.arange(64) % 10
     assert train_throughput(SmallCNN(1, 10), engine_loader(images, labels, 16), n_images=48) > 0
+
+
+def test_train_throughput_in_channels_last_trains_the_same_model():
+    images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(64) % 10
+    torch.manual_seed(0)
+    model = SmallCNN(1, 10)
+    before = [p.detach().clone() for p in model.parameters()]
+    assert train_throughput(model, engine_loader(images, labels, 16), n_images=32, channels_last=True) > 0
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))  # it did train

@@ -142,6 +142,7 @@ def train_ssl(
     seed: int = 0,
     max_steps_per_epoch: int | None = None,
     log: Callable[[str], None] | None = print,
+    channels_last: bool = False,
 ) -> SSLHistory:
     """Train a self-supervised ``model`` on unlabelled ``images`` and return its history.
 
@@ -165,6 +166,8 @@ def train_ssl(
         seed: seeds the batch order and the augmentation of every epoch.
         max_steps_per_epoch: cap on batches per epoch (smoke runs).
         log: progress lines with timestamps (``None`` = silent).
+        channels_last: NHWC layout for the model and its views.  Off by default: with
+            MoCo's split BatchNorm (a reshape per layer) it measured 20 % slower on CPU.
 
     Ctrl-C stops after the current batch and returns the history with
     ``interrupted=True``; the last full epoch stays in the resume file.
@@ -186,6 +189,8 @@ def train_ssl(
     if device is None:
         device = next(iter(model.parameters())).device
     device = torch.device(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     steps_per_epoch = len(images) // batch_size
     if max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, max_steps_per_epoch)
@@ -225,7 +230,10 @@ def train_ssl(
                     g["lr"] = lr * factor
                 x = images[order[i * batch_size:(i + 1) * batch_size]].to(device, non_blocking=True)
                 x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-                loss = _loss_of(model(*views(x, gen)))
+                inputs = views(x, gen)
+                if channels_last:
+                    inputs = [v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for v in inputs]
+                loss = _loss_of(model(*inputs))
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"SSL loss became {float(loss)} at epoch {epoch + 1}, step {i}; lower the lr")
                 optimizer.zero_grad(set_to_none=True)
