@@ -25,7 +25,7 @@ import argparse
 import os
 import statistics
 import time
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -33,7 +33,7 @@ from torch import nn
 from .augment import RandomAffine
 from .data import load_dataset, stratified_split
 from .loader import TensorLoader
-from .models import SmallCNN
+from .models import ReportCNN, SmallCNN
 from .train import Callback, EarlyStopping, evaluate, fit, seed_everything
 
 MEAN, STD = 0.1307, 0.3081
@@ -101,21 +101,31 @@ class StopAt(Callback):
         state.stop = state.stop or state.history.records[-1]["val_acc"] >= self.target
 
 
-def time_to_accuracy(target: float = 0.99, max_epochs: int = 3, seed: int = 0, root=None) -> dict[str, float]:
-    """The engine's small-CNN recipe, early-stopped on validation; test accuracy measured once."""
+def time_to_accuracy(target: float = 0.99, max_epochs: int = 4, seed: int = 0, root=None, batch_size: int = 256,
+                     lr: float = 1e-2, degrees: float = 10.0,
+                     model_fn: Callable[[], nn.Module] | None = None) -> dict[str, float]:
+    """The engine's fastest MNIST recipe, stopped once validation accuracy reaches ``target``.
+
+    The recipe (chosen on the validation split): the report's 33 k-parameter CNN
+    (``ReportCNN(16, 32, 32)``: no BatchNorm, which is slow on CPU), batch 256, AdamW with
+    a one-cycle schedule peaking at ``lr`` over ``max_epochs``, rotation ±10° and ±10 %
+    translation.  Training stops after the first epoch whose validation accuracy is
+    ``>= target``; the test accuracy is then measured once.
+    """
     seed_everything(seed)
     train_full, test = load_dataset("mnist", "train", root), load_dataset("mnist", "test", root)
     tr, va = stratified_split(train_full.labels, 0.1, seed)
     norm = ([MEAN], [STD])
-    train = TensorLoader(train_full.images[tr], train_full.labels[tr], 128, shuffle=True, seed=seed,
-                         transform=RandomAffine(10, translate=(0.1, 0.1)), normalize=norm)
+    train = TensorLoader(train_full.images[tr], train_full.labels[tr], batch_size, shuffle=True, seed=seed,
+                         transform=RandomAffine(degrees, translate=(0.1, 0.1)), normalize=norm)
     val = TensorLoader(train_full.images[va], train_full.labels[va], 1024, normalize=norm)
-    model = SmallCNN(1, 10)
-    h = fit(model, train, val, epochs=max_epochs, lr=1e-2, weight_decay=1e-4, scheduler="onecycle", device="cpu",
+    model = model_fn() if model_fn is not None else ReportCNN((16, 32, 32))
+    h = fit(model, train, val, epochs=max_epochs, lr=lr, weight_decay=1e-4, scheduler="onecycle", device="cpu",
             callbacks=[StopAt(target), EarlyStopping("val_acc", patience=max_epochs)], progress=False)
     test_acc = evaluate(model, TensorLoader(test.images, test.labels, 1024, normalize=norm))["acc"]
-    return {"train_seconds": h.seconds, "epochs": len(h), "val_acc": h.best("val_acc")["val_acc"], "test_acc": test_acc,
-            "params": sum(p.numel() for p in model.parameters())}
+    val_acc = h.best("val_acc")["val_acc"]
+    return {"train_seconds": h.seconds, "epochs": len(h), "val_acc": val_acc, "reached": val_acc >= target,
+            "test_acc": test_acc, "params": sum(p.numel() for p in model.parameters())}
 
 
 def cli(argv: list[str]) -> int:
@@ -123,7 +133,8 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="A/B rounds (default 5)")
     ap.add_argument("--images", type=int, default=6400, help="training images per pipeline per round")
     ap.add_argument("--skip-time-to-acc", action="store_true")
-    ap.add_argument("--epochs", type=int, default=3, help="length of the one-cycle schedule for time-to-99 %%")
+    ap.add_argument("--epochs", type=int, default=4, help="length of the one-cycle schedule for time-to-99 %%")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds for time-to-99 %% (default 3)")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--root", default=None, help="data directory (default $COURSE_DATA)")
     args = ap.parse_args(argv)
@@ -131,10 +142,14 @@ def cli(argv: list[str]) -> int:
     if not args.skip_throughput:
         throughput_rounds(args)
     if not args.skip_time_to_acc:
-        res = time_to_accuracy(max_epochs=args.epochs, root=args.root)
-        print(f"\ntime to 99.0 % validation accuracy: {res['train_seconds']:.1f} s of training, {res['epochs']} epochs "
-              f"(one-cycle over {args.epochs}), SmallCNN {res['params']:,} params; "
-              f"test accuracy (measured once) {res['test_acc'] * 100:.2f} %")
+        print(f"\ntime to 99.0 % validation accuracy (ReportCNN 16-32-32, one-cycle over {args.epochs} epochs):")
+        runs = [time_to_accuracy(max_epochs=args.epochs, seed=s, root=args.root) for s in range(args.seeds)]
+        for s, r in enumerate(runs):
+            status = "reached" if r["reached"] else f"NOT reached (best {r['val_acc'] * 100:.2f} %)"
+            print(f"  seed {s}: {status} after {r['train_seconds']:.1f} s of training, {r['epochs']} epochs; "
+                  f"test accuracy (measured once) {r['test_acc'] * 100:.2f} %", flush=True)
+        print(f"  median {statistics.median(r['train_seconds'] for r in runs):.1f} s; "
+              f"{sum(r['reached'] for r in runs)}/{len(runs)} seeds reached 99.0 %; {runs[0]['params']:,} parameters")
     return 0
 
 

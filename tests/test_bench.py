@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from course_lib.bench import PILDataset, engine_loader, train_throughput, tutorial_loader
+from course_lib.bench import PILDataset, engine_loader, time_to_accuracy, train_throughput, tutorial_loader
 from course_lib.models import SmallCNN
 
 
@@ -38,3 +38,14 @@ def test_train_throughput_in_channels_last_trains_the_same_model():
     conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))  # it did train
+
+
+def test_time_to_accuracy_stops_at_the_target_and_reports_it(tmp_path):
+    from data_fixtures import write_mnist
+
+    write_mnist(tmp_path, n={"train": 200, "test": 50})
+    reached = time_to_accuracy(target=0.0, max_epochs=3, root=tmp_path, batch_size=32)
+    assert reached["reached"] and reached["epochs"] == 1  # stopped after the first epoch
+    missed = time_to_accuracy(target=1.01, max_epochs=2, root=tmp_path, batch_size=32)
+    assert not missed["reached"] and missed["epochs"] == 2
+    assert 0.0 <= missed["test_acc"] <= 1.0 and missed["params"] == 33194
