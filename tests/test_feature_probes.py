@@ -168,3 +168,25 @@ def test_adam_solver_reaches_the_lbfgs_solution():
     assert classifier_accuracy(adam.classifier, xva, yva) == adam.test_accuracy  # takes raw features
     with pytest.raises(ValueError, match="solver must be"):
         linear_probe_select_C(xtr, ytr, xva, yva, solver="sgd")
+
+
+def test_span_coordinates_keep_inner_products_and_give_the_same_logistic_probe():
+    from course_lib.evaluation import linear_probe
+    from course_lib.feature_probes import span_coordinates, standardized
+
+    xtr, ytr = _blobs(60, d=200, spread=2.0, seed=0)  # wider than tall: the span is at most 60-dimensional
+    xte, yte = _blobs(40, d=200, spread=2.0, seed=1)
+    ztr, zte = standardized(xtr, xte)
+    ctr, cte = span_coordinates(ztr, zte)
+    assert ctr.shape[0] == 60 and ctr.shape[1] <= 59 and cte.shape == (40, ctr.shape[1])  # centred: rank <= N - 1
+    torch.testing.assert_close(ctr @ ctr.T, ztr @ ztr.T, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(cte @ ctr.T, zte @ ztr.T, atol=1e-3, rtol=1e-4)
+    full = linear_probe(ztr, ytr, C=0.1, max_iter=50, standardize=False)
+    small = linear_probe(ctr, ytr, C=0.1, max_iter=50, standardize=False)
+    torch.testing.assert_close(small.classifier(cte), full.classifier(zte), atol=2e-3, rtol=1e-3)
+    wide = logreg_probe(xtr, ytr, xte, yte, Cs=(0.1,), max_iter=50)
+    assert wide.settings["span"] and wide.accuracy == logreg_probe(xtr, ytr, xte, yte, Cs=(0.1,), max_iter=50,
+                                                                   span=False).accuracy
+    assert not logreg_probe(*_blobs(100), *_blobs(50, seed=1), Cs=(0.1,), max_iter=20).settings["span"]
+    with pytest.raises(ValueError, match="columns"):
+        span_coordinates(ztr, zte[:, :10])

@@ -1,4 +1,4 @@
-"""FlipAverage: averaged probabilities over an image and its mirror."""
+"""FlipAverage / ShiftAverage: averaged probabilities over an image and its mirror / shifted copies."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from course_lib.models import alexnet_cifar
-from course_lib.tta import FlipAverage
+from course_lib.tta import FlipAverage, ShiftAverage
 from course_lib.train import predict
 
 
@@ -39,3 +39,21 @@ def test_errors_name_the_problem():
         FlipAverage(lambda x: x)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         FlipAverage(nn.Identity())(torch.zeros(3, 4, 4))
+
+
+def test_shift_average_uses_five_shifted_views():
+    torch.manual_seed(0)
+    x = torch.rand(3, 1, 6, 6)
+    views = ShiftAverage(nn.Identity()).views(x)
+    assert views.shape == (15, 1, 6, 6) and torch.equal(views[:3], x)
+    assert torch.equal(views[3:6, ..., 1:], x[..., :-1])  # moved right by one pixel
+    assert torch.equal(views[6:9, ..., :-1], x[..., 1:])  # moved left
+    assert torch.equal(views[9:12, ..., 1:, :], x[..., :-1, :])  # moved down
+    assert torch.equal(views[12:15, ..., :-1, :], x[..., 1:, :])  # moved up
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 4)).eval()
+    out = ShiftAverage(model)(x)
+    manual = torch.stack([model(v).softmax(1) for v in views.split(3)]).mean(0)
+    assert out.shape == (3, 4) and torch.allclose(out.exp(), manual, atol=1e-6)
+    assert set(ShiftAverage(model).state_dict()) == {f"model.{k}" for k in model.state_dict()}
+    with pytest.raises(ValueError, match="pixels"):
+        ShiftAverage(model, pixels=0)
