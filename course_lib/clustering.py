@@ -16,7 +16,7 @@ may be the digit 7), so the scores must not depend on how clusters are numbered:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -99,3 +99,119 @@ def cluster_scores(features: Tensor | np.ndarray, labels: Tensor | np.ndarray, n
     if l2_normalize:
         f = torch.nn.functional.normalize(f, dim=1)
     return cluster_metrics(y, kmeans(f, k, seed=seed, **kw))
+
+
+# --------------------------------------------------------------------------- density and hierarchical clustering
+
+
+def _np_features(features: Tensor | np.ndarray) -> np.ndarray:
+    x = features.detach().cpu().float().numpy() if isinstance(features, Tensor) else np.asarray(features, np.float32)
+    if x.ndim != 2:
+        x = x.reshape(len(x), -1)
+    return x.astype(np.float64, copy=False)
+
+
+def kdistances(features: Tensor | np.ndarray, k: int) -> np.ndarray:
+    """Distance of every point to its ``k``-th nearest *other* point, sorted ascending.
+
+    This is the k-distance curve of Ester et al. (1996): plotted, it stays flat
+    inside dense regions and shoots up for outliers; DBSCAN's ``eps`` belongs at the
+    bend.  With ``DBSCAN(min_samples=k + 1)`` (scikit-learn counts the point itself)
+    a point is a core point exactly when its k-distance is at most ``eps``.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    x = _np_features(features)
+    if not 1 <= k < len(x):
+        raise ValueError(f"k must be between 1 and the number of points - 1 ({len(x) - 1}), got {k}")
+    dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+    return np.sort(dist[:, k])
+
+
+def knee_index(values: np.ndarray | Sequence[float]) -> int:
+    """Index of the knee of an increasing curve: the point farthest *below* its chord.
+
+    Both axes are rescaled to [0, 1] and the chord joins the first and the last
+    point (the "Kneedle" construction of Satopää et al., 2011).  For a convex curve
+    that is flat and then shoots up (a sorted k-distance curve), this is where it
+    bends.  A straight line has no knee: its middle index is returned.
+    """
+    y = np.asarray(values, dtype=np.float64)
+    if y.ndim != 1 or len(y) < 3:
+        raise ValueError(f"need a 1-d curve of at least 3 values, got shape {y.shape}")
+    if np.any(np.diff(y) < 0):
+        raise ValueError("the curve must be sorted ascending (use kdistances, which sorts)")
+    span = y[-1] - y[0]
+    if span <= 0:
+        return len(y) // 2
+    t = np.linspace(0.0, 1.0, len(y))
+    gap = t - (y - y[0]) / span  # height of the chord above the curve
+    if gap.max() <= 1e-12:
+        return len(y) // 2
+    return int(np.argmax(gap))
+
+
+def kdistance_eps(features: Tensor | np.ndarray, min_samples: int) -> tuple[float, np.ndarray, int]:
+    """DBSCAN's ``eps`` read off the knee of the k-distance curve, ``k = min_samples - 1``.
+
+    Returns ``(eps, sorted k-distances, knee index)``, so the curve can be plotted
+    with the chosen point.  No label is used.
+    """
+    if min_samples < 2:
+        raise ValueError(f"min_samples must be >= 2 (a core point needs a neighbour), got {min_samples}")
+    d = kdistances(features, min_samples - 1)
+    i = knee_index(d)
+    return float(d[i]), d, i
+
+
+def score_partition(features: Tensor | np.ndarray, clusters: Tensor | np.ndarray,
+                    labels: Tensor | np.ndarray) -> dict[str, float]:
+    """Internal and external scores of one clustering (cluster id ``-1`` = noise, as in DBSCAN).
+
+    - ``n_clusters``: clusters other than noise; ``noise``: fraction of noise points;
+    - ``silhouette`` (internal, uses no label): mean silhouette of the non-noise
+      points in ``features``' Euclidean geometry, ``nan`` when fewer than 2 clusters
+      (it is undefined there);
+    - ``ari``, ``nmi``, ``acc`` (external, against ``labels``): over *all* points,
+      noise counted as one more cluster, so labelling everything noise scores 0.
+    """
+    from sklearn.metrics import silhouette_score
+
+    x = _np_features(features)
+    c = _np_labels(clusters, "clusters")
+    if len(c) != len(x):
+        raise ValueError(f"one cluster id per point: {len(x)} points, {len(c)} ids")
+    keep = c != -1
+    ids = np.unique(c[keep])
+    sil = float("nan")
+    if 2 <= len(ids) < keep.sum():
+        sil = float(silhouette_score(x[keep], c[keep]))
+    return {"n_clusters": int(len(ids)), "noise": float(1.0 - keep.mean()), "silhouette": sil,
+            **cluster_metrics(labels, c)}
+
+
+def run_clusterings(features: Tensor | np.ndarray, n_clusters: int, eps: float, min_samples: int,
+                    seed: int = 0) -> dict[str, np.ndarray]:
+    """Cluster ids from K-Means, DBSCAN and agglomerative (Ward) clustering of ``features``.
+
+    K-Means and Ward get ``n_clusters``; DBSCAN finds its own number of clusters
+    from ``eps`` and ``min_samples`` (and marks outliers ``-1``).  No label is used.
+    """
+    from sklearn.cluster import DBSCAN, AgglomerativeClustering
+
+    x = _np_features(features)
+    return {"K-Means": kmeans(x, n_clusters, seed=seed),
+            "DBSCAN": DBSCAN(eps=eps, min_samples=min_samples).fit_predict(x),
+            "Agglomerative (Ward)": AgglomerativeClustering(n_clusters=n_clusters, linkage="ward").fit_predict(x)}
+
+
+def format_score_table(rows: Sequence[dict[str, Any]], keys: Sequence[str] = ("features", "method")) -> str:
+    """A fixed-width text table of ``score_partition`` rows (plus the identifying ``keys``)."""
+    cols = [(k, 22 if k == "method" else 13) for k in keys]
+    head = "".join(f"{k:<{w}}" for k, w in cols) + f"{'clusters':>9}{'noise':>8}{'silhouette':>12}{'ARI':>8}{'NMI':>8}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        sil = "   n/a" if np.isnan(r["silhouette"]) else f"{r['silhouette']:6.3f}"
+        lines.append("".join(f"{str(r[k]):<{w}}" for k, w in cols)
+                     + f"{r['n_clusters']:>9d}{100 * r['noise']:>7.1f}%{sil:>12}{r['ari']:>8.3f}{r['nmi']:>8.3f}")
+    return "\n".join(lines)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["last_linear", "penultimate_features", "plot_embedding", "tsne_2d"]
+__all__ = ["last_linear", "penultimate_features", "plot_embedding", "tsne_2d", "umap_2d"]
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
@@ -125,3 +125,29 @@ def plot_embedding(xy: np.ndarray, labels: Tensor | Sequence[int], class_names: 
     ax.legend(markerscale=3, fontsize=7, loc="best", framealpha=0.7)
     ax.figure.tight_layout()
     return ax.figure
+
+
+def umap_2d(features: Tensor | np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1,
+            pca_dims: int = 50) -> np.ndarray:
+    """2-D UMAP coordinates ``(N, 2)`` of ``features`` (after PCA to ``pca_dims`` if wider).
+
+    Needs the optional dependency ``umap-learn`` (``pip install -e .[umap]``); without
+    it an ``ImportError`` says so, and notebooks skip the UMAP maps with a message.
+    Like t-SNE, UMAP keeps neighbourhoods: ``n_neighbors`` trades local detail for
+    global layout, ``min_dist`` sets how tightly points may pack.
+    """
+    try:
+        import umap  # type: ignore[import-not-found]
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("UMAP needs the optional dependency umap-learn: pip install -e '.[umap]'") from e
+    from sklearn.decomposition import PCA
+
+    x = features.detach().cpu().numpy() if isinstance(features, Tensor) else np.asarray(features)
+    x = x.astype(np.float32, copy=False)
+    if x.ndim != 2:
+        raise ValueError(f"features must be a 2-D array (N, D), got shape {x.shape}; flatten them with .flatten(1)")
+    if n_neighbors >= len(x):
+        raise ValueError(f"n_neighbors ({n_neighbors}) must be smaller than the number of points ({len(x)})")
+    if x.shape[1] > pca_dims:
+        x = PCA(n_components=min(pca_dims, len(x)), random_state=seed).fit_transform(x)
+    return umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed).fit_transform(x)

@@ -62,3 +62,17 @@ def test_bad_input_gets_a_clear_error():
         tsne_2d(np.random.rand(10, 2, 2))
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         plot_embedding(np.random.rand(10, 3), np.zeros(10), ["a"])
+
+
+def test_umap_2d_without_umap_says_how_to_install_or_embeds():
+    from course_lib.embeddings import umap_2d
+
+    feats = np.random.default_rng(0).normal(size=(60, 8))
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"\[umap\]"):
+            umap_2d(feats)
+        return
+    xy = umap_2d(feats, n_neighbors=5)
+    assert xy.shape == (60, 2)
