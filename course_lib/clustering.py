@@ -12,6 +12,13 @@ may be the digit 7), so the scores must not depend on how clusters are numbered:
 - **matched accuracy**: the accuracy after mapping each cluster to one class with
   the best one-to-one assignment (Hungarian algorithm,
   ``scipy.optimize.linear_sum_assignment`` on the contingency table).
+
+Beyond k-means: ``run_clusterings`` adds DBSCAN and agglomerative (Ward) clustering,
+with DBSCAN's ``eps`` read off the knee of the k-distance curve (``kdistance_eps``)
+instead of guessed; ``score_partition`` puts the *internal* silhouette (no labels:
+how separated the clusters are in feature space) next to the *external* ARI / NMI
+(agreement with the labels), and ``format_score_table`` prints them side by side.
+A high silhouette alone does not say that the clusters are the classes.
 """
 
 from __future__ import annotations

@@ -434,6 +434,7 @@ def finetune(
     eval_transform: Transform | None = None,
     device: str | torch.device | None = None,
     seed: int = 0,
+    channels_last: bool = False,
 ) -> FinetuneResult:
     """Train ``head`` (and some or all of ``backbone``) on labelled images with AdamW.
 
@@ -452,6 +453,8 @@ def finetune(
             with a normalising ``train_transform``, pass the same normalisation here.
         device: default the backbone's device.
         seed: seeds the batch order.
+        channels_last: train in the NHWC memory layout (faster for conv nets on CPU,
+            see ``course_lib.train.wants_channels_last``); off by default here.
 
     Frozen parameters get ``requires_grad=False`` during training (restored after).
     BatchNorm layers in the frozen part are kept in eval mode, so their running
@@ -467,6 +470,8 @@ def finetune(
     prefixes = _unfrozen_prefixes(backbone, unfreeze)
     dev = torch.device(device) if device is not None else _module_device(backbone)
     model = Classifier(backbone, head).to(dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
 
     saved_flags = {p: p.requires_grad for p in model.parameters()}
     frozen_norms = []
@@ -502,6 +507,8 @@ def finetune(
                 yb = train_labels[idx].to(dev)
                 if train_transform is not None:
                     xb = train_transform(xb)
+                if channels_last and xb.dim() == 4:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
                 logits = model(xb)
                 loss = F.cross_entropy(logits, yb)
                 opt.zero_grad(set_to_none=True)

@@ -97,7 +97,7 @@ cfg = resolve(PROFILE, {
               "pretrain_epochs": 4, "pretrain_max_steps": None, "monitor": 2000, "tsne_points": 2000,
               "cluster_points": 3000, "demo_steps": 60, "demo_batch": 128, "Cs": (0.01, 0.1, 1.0, 10.0),
               "Cs_all": (0.01, 0.1, 1.0), "train": False,
-              "ft_lrs": (5e-5, 1e-3), "ft_epochs": 8, "ft_batches": 50, "ft_batch_size": 256},
+              "ft_lrs": (5e-5, 1e-3), "ft_epochs": 6, "ft_batches": 50, "ft_batch_size": 256},
     "full":  {"pool": None, "n_test": None, "n_val": None, "draws": 10, "sup_steps": 1000, "ft_steps": 300,
               "pretrain_epochs": 30, "pretrain_max_steps": None, "monitor": 2000, "tsne_points": 3000,
               "cluster_points": 5000, "demo_steps": 300, "demo_batch": 256, "Cs": (0.01, 0.1, 1.0, 10.0),
@@ -776,7 +776,7 @@ def finetune_fit(x, y, xte, yte):
     backbone.load_state_dict(encoder.state_dict())
     res = finetune(backbone.to(device), nn.Linear(backbone.feature_dim, 10).to(device), x, y, epochs=cfg["ft_steps"],
                    lr=3e-3, backbone_lr=3e-4, weight_decay=1e-4, batch_size=128, train_transform=SUP_AUG,
-                   device=device, seed=SEED)
+                   device=device, seed=SEED, channels_last=True)
     return accuracy_and_logits(res.model, xte, yte)[0]
 
 

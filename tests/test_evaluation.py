@@ -206,3 +206,16 @@ def test_few_label_protocol_mean_std_over_draws():
     assert seen == [[3, 3, 3]] and out == {"mean": 0.5, "std": 0.0, "per_seed": [0.5], "seeds": [7], "n_per_class": 3}
     out = few_label_protocol(x, y, xt, yt, n_per_class=1, fit_fn=fit, indices=[torch.tensor([0, 40, 80])] * 2)
     assert out["per_seed"] == [0.5, 0.5]
+
+
+def test_finetune_channels_last_matches_the_default_layout():
+    from course_lib.ssl.encoders import ConvEncoder
+
+    x, y = torch.rand(24, 1, 12, 12), torch.arange(24) % 3
+    runs = []
+    for cl in (False, True):
+        torch.manual_seed(0)
+        backbone = ConvEncoder(1, (4, 8))
+        res = finetune(backbone, nn.Linear(8, 3), x, y, epochs=2, batch_size=8, lr=1e-2, channels_last=cl, seed=0)
+        runs.append(res.train_loss)
+    assert runs[0] == pytest.approx(runs[1], rel=1e-3, abs=1e-4)
