@@ -33,11 +33,12 @@ from torch import Tensor, nn
 from .ablation import ArmResult, run_ablation
 from .metrics import mean_std, throughput
 from .models import count_params
-from .train import History, fit, predict
+from .train import History, evaluate, fit, predict
 
 __all__ = [
     "ModelRun",
     "accuracy_vs_time",
+    "cheapest_within_one_se",
     "comparison_rows",
     "format_comparison",
     "misclassified_by_model",
@@ -96,6 +97,7 @@ def train_model(
     scheduler: str | None = "onecycle",
     device: torch.device | str | None = None,
     progress: bool = False,
+    val_every_epoch: bool = True,
     **fit_kwargs: Any,
 ) -> ModelRun:
     """Train ``model`` in place with ``fit`` (AdamW, one-cycle by default) and measure it.
@@ -104,6 +106,13 @@ def train_model(
     accuracy (the epochs are a choice made beforehand, on validation runs, not by
     picking the best epoch afterwards).  Parameters are counted before training, so a
     partly frozen model reports its trainable part correctly.
+
+    ``val_every_epoch=False`` evaluates the validation split once, after the last
+    epoch, instead of after every epoch: the same ``val_acc`` for less time, which
+    matters for short runs on small subsets (seed sweeps), where evaluating a few
+    thousand validation images each epoch can cost more than the training.  The
+    history then has no per-epoch validation columns, and ``train_seconds`` excludes
+    the final evaluation.
     """
     _check_epochs(epochs)
     if val_loader is None:
@@ -112,12 +121,12 @@ def train_model(
     if trainable == 0:
         raise ValueError(f"{name}: the model has no trainable parameters; unfreeze at least the head (requires_grad_(True))")
     t0, c0 = time.perf_counter(), time.process_time()
-    history = fit(model, train_loader, val_loader, epochs=epochs, lr=lr, weight_decay=weight_decay,
-                  scheduler=scheduler, device=device, progress=progress, **fit_kwargs)
+    history = fit(model, train_loader, val_loader if val_every_epoch else None, epochs=epochs, lr=lr,
+                  weight_decay=weight_decay, scheduler=scheduler, device=device, progress=progress, **fit_kwargs)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     images = len(getattr(train_loader, "images", [])) or sum(len(y) for _, y in train_loader)
-    return ModelRun(name, total, trainable, len(history), images, wall, cpu, history.records[-1]["val_acc"], history,
-                    model)
+    val_acc = history.records[-1]["val_acc"] if val_every_epoch else evaluate(model, val_loader)["acc"]
+    return ModelRun(name, total, trainable, len(history), images, wall, cpu, val_acc, history, model)
 
 
 def evaluate_on_test(run: ModelRun, test_loader: Iterable[tuple[Tensor, Tensor]], speed_batch: Tensor | None = None,
@@ -176,6 +185,27 @@ def run_seed_arms(
 
     results = run_ablation({name: scored(name, fn) for name, fn in arms.items()}, seeds, verbose=verbose)
     return results, runs
+
+
+def cheapest_within_one_se(results: Mapping[str, ArmResult], cost: Mapping[str, float] | None = None) -> str:
+    """The one-standard-error rule: the cheapest arm whose mean is within one standard error of the best mean.
+
+    The best arm (highest mean score, e.g. validation accuracy over seeds) has a
+    standard error ``std / sqrt(n)``; every arm whose mean is at least ``best mean -
+    that standard error`` is, on this evidence, as good, and among those the one
+    with the lowest ``cost`` wins (default: the arm's measured wall seconds,
+    ``ArmResult.seconds``).  This is the usual guard against paying for a
+    difference the seeds cannot resolve (Hastie, Tibshirani & Friedman, *The
+    Elements of Statistical Learning*, 7.10).
+    """
+    if not results:
+        raise ValueError("results is empty; pass {arm name: ArmResult} from run_seed_arms")
+    if cost is not None and set(cost) != set(results):
+        raise KeyError(f"cost must give a number for every arm {sorted(results)}; got {sorted(cost)}")
+    best = max(results.values(), key=lambda r: r.mean)
+    se = best.std / math.sqrt(len(best.values)) if len(best.values) > 1 else 0.0
+    near = [name for name, r in results.items() if r.mean >= best.mean - se - 1e-12]
+    return min(near, key=lambda name: cost[name] if cost is not None else results[name].seconds)
 
 
 def comparison_rows(

@@ -43,6 +43,7 @@ from .comparison import ModelRun
 from .data import channel_stats, load_dataset, stratified_split
 from .evaluation import extract_features, linear_probe
 from .loader import TensorLoader
+from .metrics import throughput
 from .models import PretrainedUnavailableError, load_matching_weights, resnet18_for
 from .paths import checkpoints_dir
 from .train import evaluate, fit, get_device, seed_everything
@@ -188,8 +189,13 @@ class FrozenFeatures:
                         net, info={"C": best_C, "val_acc_by_C": {C: probes[C].test_accuracy for C in Cs}})
 
     @torch.no_grad()
-    def evaluate_on_test(self, run: ModelRun, test_images: torch.Tensor, test_labels: torch.Tensor) -> ModelRun:
-        """``comparison.evaluate_on_test`` from cached features (no inference-speed measurement)."""
+    def evaluate_on_test(self, run: ModelRun, test_images: torch.Tensor, test_labels: torch.Tensor,
+                         speed_batch: torch.Tensor | None = None) -> ModelRun:
+        """``comparison.evaluate_on_test`` from cached features.
+
+        ``speed_batch`` (normalised images on the device), when given, times inference
+        of the whole network on it (``metrics.throughput``), as ``comparison.evaluate_on_test`` does.
+        """
         if not math.isnan(run.test_acc):
             raise RuntimeError(f"{run.name} was already evaluated on the test set; the test set is used once per model")
         if run.model is None or run.model[0] is not self.body:
@@ -198,6 +204,8 @@ class FrozenFeatures:
         run.test_loss = F.cross_entropy(logits, test_labels).item()
         run.test_preds = logits.argmax(1)
         run.test_acc = (run.test_preds == test_labels).float().mean().item()
+        if speed_batch is not None:
+            run.images_per_second = throughput(run.model, speed_batch)
         return run
 
 

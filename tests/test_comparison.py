@@ -133,3 +133,27 @@ def test_train_model_explains_bad_input(loaders):
         train_model("x", _net(), *loaders, epochs=0, lr=0.01)
     with pytest.raises(ValueError, match="no trainable parameters"):
         train_model("x", _net().requires_grad_(False), *loaders, epochs=1, lr=0.01)
+
+
+def test_validation_once_at_the_end_gives_the_same_val_acc(loaders):
+    every = _train("every epoch", loaders, epochs=2)
+    seed_everything(0)
+    train, val = loaders
+    once = train_model("once", _net(), train, val, epochs=2, lr=0.05, device="cpu", val_every_epoch=False)
+    assert once.val_acc == pytest.approx(every.val_acc)
+    assert "val_acc" not in once.history.records[-1] and len(once.history) == 2
+
+
+def test_cheapest_within_one_se_pays_only_for_resolved_differences():
+    from course_lib.ablation import ArmResult
+    from course_lib.comparison import cheapest_within_one_se
+
+    best = ArmResult("wide", [0, 1, 2], [0.95, 0.96, 0.97], seconds=60.0)  # mean 0.96, std 0.01, se 0.0058
+    close = ArmResult("small, long", [0, 1, 2], [0.955, 0.955, 0.955], seconds=20.0)
+    far = ArmResult("small", [0, 1, 2], [0.90, 0.91, 0.92], seconds=10.0)
+    results = {r.name: r for r in (best, close, far)}
+    assert cheapest_within_one_se(results) == "small, long"
+    assert cheapest_within_one_se(results, cost={"wide": 1, "small, long": 2, "small": 0}) == "wide"
+    assert cheapest_within_one_se({"wide": best, "small": far}) == "wide"
+    with pytest.raises(KeyError, match="every arm"):
+        cheapest_within_one_se(results, cost={"wide": 1})

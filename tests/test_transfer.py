@@ -79,7 +79,8 @@ def test_frozen_features_never_change_the_backbone_and_are_computed_once(source_
 
     # Test accuracy from cached features equals running the whole network on a loader.
     again = frozen.probe("frozen 2", images[:100], labels[:100], val_x, labels[160:], Cs=(run.info["C"],))
-    frozen.evaluate_on_test(again, val_x, labels[160:])
+    frozen.evaluate_on_test(again, val_x, labels[160:], speed_batch=(val_x[:8].float() / 255 - 0.3) / 0.3)
+    assert again.images_per_second > 0
     twin = dataclasses.replace(again, test_acc=math.nan, test_loss=math.nan, test_preds=None)
     evaluate_on_test(twin, TensorLoader(val_x, labels[160:], 50, normalize=([0.3], [0.3])))
     assert again.test_acc == pytest.approx(twin.test_acc) and again.test_loss == pytest.approx(twin.test_loss, rel=1e-4)
