@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Collection, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -169,6 +169,7 @@ def label_efficiency(
     sizes: Sequence[int | None],
     draws: Mapping[int | None, int] | int = 3,
     log: Callable[[str], None] | None = print,
+    all_draws: Collection[str] = (),
 ) -> dict[str, dict[int, dict]]:
     """Accuracy against the number of labels, for several methods on the same draws.
 
@@ -180,6 +181,10 @@ def label_efficiency(
         draws: class-balanced draws per size (an int for all, or size -> count);
             the full set (``None``) is always one draw.
         log: a progress line per size and method.
+        all_draws: names of methods whose fit function takes *all* draws of a size at
+            once, ``fit(list of train_x, list of train_y, test_x, test_y) -> list of
+            accuracies`` (e.g. to train the models of all draws in one loop and
+            report them together).
 
     Every method sees the same labelled indices for a given size and draw.  Returns
     ``{method: {total labels: {"mean", "std", "per_draw"}}}``.
@@ -193,7 +198,10 @@ def label_efficiency(
         for name, fit in methods.items():
             xtr = train_inputs[name] if isinstance(train_inputs, Mapping) else train_inputs
             xte = test_inputs[name] if isinstance(test_inputs, Mapping) else test_inputs
-            accs = [float(fit(xtr[i], train_labels[i], xte, test_labels)) for i in idxs]
+            if name in all_draws:
+                accs = [float(a) for a in fit([xtr[i] for i in idxs], [train_labels[i] for i in idxs], xte, test_labels)]
+            else:
+                accs = [float(fit(xtr[i], train_labels[i], xte, test_labels)) for i in idxs]
             std = statistics.stdev(accs) if len(accs) > 1 else 0.0
             out[name][total] = {"mean": statistics.fmean(accs), "std": std, "per_draw": accs}
             if log:
