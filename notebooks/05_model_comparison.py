@@ -499,7 +499,7 @@ print(f"frozen {frozen_weights} features of {len(frozen_data)} training images; 
 # class-balanced subset, drawn anew for each seed, with smaller batches so the short
 # runs still take enough optimisation steps (printed below): its accuracies are lower
 # than the headline runs', and its standard deviation is the seed-to-seed spread at that
-# schedule. The CNN reuses its arm of the width sweep.
+# schedule. The CNN reuses the sweep arm chosen above.
 
 # %%
 def seed_arm(name, per_class, epochs, batch_size):
@@ -507,8 +507,8 @@ def seed_arm(name, per_class, epochs, batch_size):
                                val_every_epoch=False)
 
 
-seed_runs = {"CNN": sweep_runs[f"{'-'.join(map(str, CNN_FILTERS))}, {e_short} ep"]}
-SEED_SCHEDULE = {"CNN": (cfg["sweep_per_class"], e_short, 128), **cfg["seed_sweep"]}
+seed_runs = {"CNN": sweep_runs[chosen]}
+SEED_SCHEDULE = {"CNN": (cfg["sweep_per_class"], SWEEP[chosen][1], 128), **cfg["seed_sweep"]}
 arms = {name: seed_arm(name, *SEED_SCHEDULE[name]) for name in MODELS if name != "CNN"}
 for name, (per_class, epochs, batch_size) in SEED_SCHEDULE.items():
     print(f"  {name}: {per_class if per_class else 'all'} images per class, {epochs} epochs, batch {batch_size}")
