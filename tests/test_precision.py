@@ -22,3 +22,13 @@ def test_automatic_choice_follows_fast_bf16():
     with inference_autocast("cpu") as on:
         assert on == fast_bf16("cpu")
         assert torch.nn.Linear(2, 2)(torch.randn(1, 2)).dtype == (torch.bfloat16 if on else torch.float32)
+
+
+def test_cpus_stay_fp32_unless_asked():
+    """The course's rule: CPU numbers must reproduce on any laptop, so bf16 is never automatic there."""
+    from course_lib.precision import cpu_has_native_bf16
+
+    assert fast_bf16("cpu") is False
+    assert isinstance(cpu_has_native_bf16(), bool)
+    with inference_autocast("cpu") as on:
+        assert on is False
