@@ -4,7 +4,10 @@ Each notebook in ``notebooks/`` is executed with papermill (``PROFILE`` and
 ``INTERACTIVE=False`` injected into its ``parameters`` cell); the executed copy and
 its results JSON go to ``runs/<profile>/``, and one Markdown table of all results
 is printed and written to ``runs/<profile>/RESULTS.md``.  A notebook that fails is
-reported and the others still run.
+reported and the others still run.  ``--gather`` runs nothing: it rebuilds the table
+from the executed copies already in ``runs/<profile>/`` (each notebook's wall time is
+papermill's own record in that copy, with the time it finished), e.g. after the
+notebooks were run one at a time.
 """
 
 from __future__ import annotations
@@ -61,6 +64,28 @@ def run_notebook(path: Path, out_dir: Path, profile: str, parameters: dict | Non
             os.environ["COURSE_RESULTS_DIR"] = env_before
 
 
+def executed_record(executed: Path) -> tuple[float, str] | None:
+    """``(seconds, end time)`` papermill recorded in an executed notebook, or None if it has none."""
+    try:
+        meta = json.loads(executed.read_text())["metadata"].get("papermill", {})
+    except (OSError, ValueError, KeyError):
+        return None
+    if meta.get("duration") is None or meta.get("exception"):
+        return None
+    return float(meta["duration"]), str(meta.get("end_time", ""))[:19]
+
+
+def gather(out: Path, names: list[str] | None = None,
+           directory: Path = NOTEBOOK_DIR) -> tuple[dict[str, float], dict[str, str]]:
+    """Wall times and end times of the notebooks (of ``directory``) already executed in ``out``."""
+    timings, finished = {}, {}
+    for nb in notebooks(names, directory):
+        rec = executed_record(out / nb.name)
+        if rec is not None:
+            timings[nb.stem], finished[nb.stem] = rec
+    return timings, finished
+
+
 def cli(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="course run", description=__doc__.split("\n\n")[0])
     ap.add_argument("names", nargs="*", help="notebooks to run (prefix like 01 or a name); default all")
@@ -68,6 +93,8 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--out", type=Path, default=None, help="output folder (default runs/<profile>)")
     ap.add_argument("--results", type=Path, default=None, help="also write the results table here (e.g. RESULTS.md)")
     ap.add_argument("--timeout", type=float, default=None, help="per-cell time limit in seconds")
+    ap.add_argument("--gather", action="store_true",
+                    help="run nothing; rebuild the table from the executed copies in the output folder")
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="extra papermill parameter (value parsed as JSON when possible)")
     args = ap.parse_args(argv)
@@ -79,6 +106,20 @@ def cli(argv: list[str]) -> int:
             params[k] = json.loads(v)
         except json.JSONDecodeError:
             params[k] = v
+    if args.gather:
+        timings, finished = gather(out, args.names)
+        if not timings:
+            raise SystemExit(f"no executed notebooks with papermill records in {out}; run `course run` first")
+        table = results_table([r for r in load_results(out) if r["notebook"] in timings], timings)
+        when = ", ".join(f"{k[:2]} {v}" for k, v in finished.items())
+        text = (f"# Results ({args.profile} profile)\n\nGathered by `course run --profile {args.profile} --gather` from "
+                f"notebooks executed one at a time (finished, UTC: {when}); sum of wall times "
+                f"{sum(timings.values()):.0f} s.\n\n{table}")
+        (out / "RESULTS.md").write_text(text)
+        if args.results:
+            args.results.write_text(text)
+        print(text)
+        return 0
     timings, failures = {}, {}
     t_all = time.perf_counter()
     for nb in notebooks(args.names):
