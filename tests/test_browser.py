@@ -140,7 +140,7 @@ def stop_jupyter(proc: subprocess.Popen, base: str, token: str) -> None:
 def test_notebook_00_training_panel_in_chromium(tmp_path):
     ensure_chromium()
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is a dependency: pip install -e .")
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -167,7 +167,11 @@ def test_notebook_00_training_panel_in_chromium(tmp_path):
         driver.get(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
 
         def wait(seconds: float, what: str, condition):
-            return WebDriverWait(driver, seconds, poll_frequency=0.25).until(condition, message=f"waiting for {what}")
+            # The panel re-renders its table and status while a run streams in, so an element
+            # found a moment ago can be gone by the time it is read: poll again instead of failing.
+            return WebDriverWait(driver, seconds, poll_frequency=0.25,
+                                 ignored_exceptions=(StaleElementReferenceException,)).until(
+                condition, message=f"waiting for {what}")
 
         def kernel_idle(d) -> bool:
             ind = d.find_elements(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator")
@@ -181,9 +185,9 @@ def test_notebook_00_training_panel_in_chromium(tmp_path):
         wait(10, "Run All Cells in the Run menu", lambda d: [
             e for e in d.find_elements(By.CSS_SELECTOR, ".lm-Menu-item") if e.text.startswith("Run All Cells")])[0].click()
 
-        panel = wait(150, "the training panel",
+        panel = wait(300, "the training panel",
                      lambda d: (d.find_elements(By.CSS_SELECTOR, ".course-panel") or [None])[0])
-        wait(150, "the notebook to finish", kernel_idle)
+        wait(300, "the notebook to finish", kernel_idle)
         driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", panel)
 
         def slider(label: str):
@@ -193,17 +197,27 @@ def test_notebook_00_training_panel_in_chromium(tmp_path):
             raise AssertionError(f"no slider labelled {label!r} in the panel")
 
         def text(css: str) -> str:
-            return panel.find_element(By.CSS_SELECTOR, css).text
+            # One JavaScript call reads the element in the same instant it is found (no stale handles).
+            value = driver.execute_script(
+                "const e = arguments[0].querySelector(arguments[1]); return e ? e.innerText.trim() : null;",
+                panel, css)
+            if value is None:
+                raise AssertionError(f"the panel has no {css} element")
+            return value
 
         def image_src() -> str:
-            return panel.find_element(By.CSS_SELECTOR, ".course-figure").get_attribute("src") or ""
+            return driver.execute_script(
+                "const e = arguments[0].querySelector('.course-figure'); return e ? (e.getAttribute('src') || '') : '';",
+                panel)
 
         def rows() -> list[str]:
-            return [r.text for r in panel.find_elements(By.CSS_SELECTOR, ".course-table tbody tr")]
+            return driver.execute_script(
+                "return Array.from(arguments[0].querySelectorAll('.course-table tbody tr'), r => r.innerText.trim());",
+                panel)
 
         def run_and_wait(n_rows: int) -> None:
             panel.find_element(By.CSS_SELECTOR, "button.course-run").click()
-            wait(90, f"run {n_rows} to finish",
+            wait(180, f"run {n_rows} to finish",
                  lambda d: len(rows()) == n_rows and "done after" in text(".course-status"))
 
         assert text(".course-status") == "" and not rows()
