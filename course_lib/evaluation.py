@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .train import wants_channels_last
+
 Transform = Callable[[Tensor], Tensor]
 
 
@@ -84,6 +86,8 @@ def extract_features(
     batch_size: int = 512,
     device: str | torch.device | None = None,
     transform: Transform | None = None,
+    channels_last: bool | None = None,
+    flatten: bool = True,
 ) -> Tensor:
     """Features ``(N, D)`` of ``images`` under a frozen backbone, as a CPU float tensor.
 
@@ -95,6 +99,11 @@ def extract_features(
             moved there for the call and moved back afterwards.
         transform: optional deterministic batched transform applied on the device
             after scaling (e.g. normalisation).  Do not pass random augmentation.
+        channels_last: run the batches in the NHWC layout; ``None`` (default) decides
+            with ``course_lib.train.wants_channels_last`` (conv nets on CPU and CUDA).
+            The backbone's parameters keep their values (only their memory layout may change).
+        flatten: ``False`` keeps the backbone's output shape, e.g. ``(N, C, H, W)``
+            activations of a convolutional trunk.
 
     The backbone runs in eval mode under ``torch.no_grad`` (BatchNorm uses running
     statistics and is not updated); its previous train/eval mode is restored.
@@ -107,13 +116,20 @@ def extract_features(
     dev = torch.device(device) if device is not None else home
     was_training = backbone.training
     backbone.to(dev).eval()
+    if channels_last is None:
+        channels_last = wants_channels_last(backbone, dev)
+    if channels_last:
+        backbone.to(memory_format=torch.channels_last)
     try:
         feats = []
         for i in range(0, images.shape[0], batch_size):
             x = _as_float_images(images[i : i + batch_size].to(dev))
             if transform is not None:
                 x = transform(x)
-            feats.append(backbone(x).flatten(1).float().cpu())
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out = backbone(x).float()
+            feats.append((out.flatten(1) if flatten else out).cpu().contiguous())
     finally:
         backbone.to(home).train(was_training)
     return torch.cat(feats)
@@ -434,7 +450,7 @@ def finetune(
     eval_transform: Transform | None = None,
     device: str | torch.device | None = None,
     seed: int = 0,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
 ) -> FinetuneResult:
     """Train ``head`` (and some or all of ``backbone``) on labelled images with AdamW.
 
@@ -453,8 +469,9 @@ def finetune(
             with a normalising ``train_transform``, pass the same normalisation here.
         device: default the backbone's device.
         seed: seeds the batch order.
-        channels_last: train in the NHWC memory layout (faster for conv nets on CPU,
-            see ``course_lib.train.wants_channels_last``); off by default here.
+        channels_last: train in the NHWC memory layout; ``None`` (default) decides as
+            ``fit`` does, with ``course_lib.train.wants_channels_last`` (on for conv nets
+            on CPU and CUDA, where it is 1.2-1.7x faster; same numbers up to rounding).
 
     Frozen parameters get ``requires_grad=False`` during training (restored after).
     BatchNorm layers in the frozen part are kept in eval mode, so their running
@@ -470,6 +487,8 @@ def finetune(
     prefixes = _unfrozen_prefixes(backbone, unfreeze)
     dev = torch.device(device) if device is not None else _module_device(backbone)
     model = Classifier(backbone, head).to(dev)
+    if channels_last is None:
+        channels_last = wants_channels_last(model, dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-from typing import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .evaluation import class_balanced_indices, cv_select_C, linear_probe
+from .train import wants_channels_last
 
 Transform = Callable[..., Tensor]
 FitFn = Callable[[Tensor, Tensor, Tensor, Tensor], float]
@@ -72,6 +73,7 @@ def train_supervised(
     transform: Transform | None = None,
     device: torch.device | str | None = None,
     seed: int = 0,
+    channels_last: bool | None = None,
 ) -> nn.Module:
     """Train ``model`` from scratch on a few labelled images for a fixed number of steps.
 
@@ -79,14 +81,17 @@ def train_supervised(
     (with replacement of the order every pass) and, if ``transform`` is given,
     augments them online with fresh random parameters.  Returns the model in eval
     mode.  The number of steps is fixed in advance: with 100 labels there is no
-    validation set to stop early on.
+    validation set to stop early on.  ``channels_last`` as in ``course_lib.train.fit``
+    (``None``: NHWC for conv nets on CPU and CUDA).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"need as many labels as images (and at least one); got {len(images)} and {len(labels)}")
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    model.to(dev).train()
+    if channels_last is None:
+        channels_last = wants_channels_last(model, dev)
+    model.to(dev, memory_format=torch.channels_last if channels_last else torch.preserve_format).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     gen = torch.Generator().manual_seed(seed)
@@ -100,6 +105,8 @@ def train_supervised(
         x = _float(images[idx].to(dev))
         if transform is not None:
             x = transform(x, generator=gen)
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         loss = F.cross_entropy(model(x), labels[idx].to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -169,7 +176,6 @@ def label_efficiency(
     sizes: Sequence[int | None],
     draws: Mapping[int | None, int] | int = 3,
     log: Callable[[str], None] | None = print,
-    all_draws: Collection[str] = (),
 ) -> dict[str, dict[int, dict]]:
     """Accuracy against the number of labels, for several methods on the same draws.
 
@@ -181,10 +187,6 @@ def label_efficiency(
         draws: class-balanced draws per size (an int for all, or size -> count);
             the full set (``None``) is always one draw.
         log: a progress line per size and method.
-        all_draws: names of methods whose fit function takes *all* draws of a size at
-            once, ``fit(list of train_x, list of train_y, test_x, test_y) -> list of
-            accuracies`` (e.g. to train the models of all draws in one loop and
-            report them together).
 
     Every method sees the same labelled indices for a given size and draw.  Returns
     ``{method: {total labels: {"mean", "std", "per_draw"}}}``.
@@ -198,10 +200,7 @@ def label_efficiency(
         for name, fit in methods.items():
             xtr = train_inputs[name] if isinstance(train_inputs, Mapping) else train_inputs
             xte = test_inputs[name] if isinstance(test_inputs, Mapping) else test_inputs
-            if name in all_draws:
-                accs = [float(a) for a in fit([xtr[i] for i in idxs], [train_labels[i] for i in idxs], xte, test_labels)]
-            else:
-                accs = [float(fit(xtr[i], train_labels[i], xte, test_labels)) for i in idxs]
+            accs = [float(fit(xtr[i], train_labels[i], xte, test_labels)) for i in idxs]
             std = statistics.stdev(accs) if len(accs) > 1 else 0.0
             out[name][total] = {"mean": statistics.fmean(accs), "std": std, "per_draw": accs}
             if log:

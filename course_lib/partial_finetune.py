@@ -54,12 +54,7 @@ def split_encoder(encoder: nn.Module, n_last: int = 1) -> tuple[nn.Sequential, n
 def trunk_activations(trunk: nn.Module, images: Tensor, batch_size: int = 512,
                       device: str | torch.device | None = None) -> Tensor:
     """Activations ``(N, C, H, W)`` (CPU, float32) of the frozen ``trunk`` in eval mode."""
-    flat = extract_features(trunk, images, batch_size=batch_size, device=device)
-    x = images[:1].float().to(next(trunk.parameters()).device)
-    was_training = trunk.training
-    shape = trunk.eval()(x).shape[1:]
-    trunk.train(was_training)
-    return flat.view(len(flat), *shape)
+    return extract_features(trunk, images, batch_size=batch_size, device=device, flatten=False)
 
 
 def report_head(in_dim: int, num_classes: int = 10, hidden: Sequence[int] = (256, 128),

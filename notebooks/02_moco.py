@@ -146,7 +146,7 @@ def supervised_accs(make_model, images, labels, steps, transform=None, offline_c
         if offline_copies:
             x, y = offline_augment(x, y, offline_copies, SUP_AUG, seed=SEED)
         torch.manual_seed(SEED)
-        model = make_model().to(device, memory_format=torch.channels_last)  # NHWC: faster convs on CPU
+        model = make_model()
         model = train_supervised(model, x, y, steps=steps, batch_size=100, lr=3e-3, transform=transform,
                                  device=device, seed=SEED)
         accs.append(accuracy_and_logits(model, test.images, test.labels)[0])
@@ -611,7 +611,6 @@ torch.manual_seed(SEED)
 random_encoder = moco_cfg.encoder(1).to(device)
 feats = {}
 for name, enc in {"MoCo": encoder, "random init": random_encoder}.items():
-    enc.to(memory_format=torch.channels_last)  # NHWC: faster convs on CPU, same features
     feats[name] = (extract_features(enc, pool.images, device=device), extract_features(enc, test.images, device=device))
 print(f"features {tuple(feats['MoCo'][0].shape)} + {tuple(feats['MoCo'][1].shape)} per encoder "
       f"({time.perf_counter() - t0:.0f} s)")
@@ -677,7 +676,6 @@ def finetune_fit(x, y, xte, yte):
     torch.manual_seed(SEED)
     backbone = moco_cfg.encoder(1)
     backbone.load_state_dict(encoder.state_dict())
-    backbone.to(device, memory_format=torch.channels_last)
     res = finetune(backbone, nn.Linear(backbone.feature_dim, 10).to(device), x, y, epochs=cfg["ft_steps"],
                    lr=3e-3, backbone_lr=3e-4, weight_decay=1e-4, batch_size=128, train_transform=SUP_AUG,
                    device=device, seed=SEED)
@@ -728,19 +726,19 @@ plt.show()
 # how many), so their error bars are rougher.
 
 # %%
-def sup_fit_all(xs, ys, xte, yte):
-    """The supervised CNN on every draw of one label count (same settings as the baseline above)."""
-    steps = cfg["full_steps"] if len(ys[0]) > 5000 else cfg["sup_steps"]
-    return supervised_accs(lambda: SmallCNN(1, 10), xs, ys, steps, transform=SUP_AUG)
+def sup_fit(x, y, xte, yte):
+    """The supervised CNN on one draw (same settings as the baseline above)."""
+    steps = cfg["full_steps"] if len(y) > 5000 else cfg["sup_steps"]
+    return supervised_accs(lambda: SmallCNN(1, 10), [x], [y], steps, transform=SUP_AUG)[0]
 
 
 t0 = time.perf_counter()
 curve = label_efficiency(
-    {"supervised CNN": sup_fit_all, "MoCo probe": probe_fit, "random-init probe": probe_fit},
+    {"supervised CNN": sup_fit, "MoCo probe": probe_fit, "random-init probe": probe_fit},
     {"supervised CNN": pool.images, "MoCo probe": feats["MoCo"][0], "random-init probe": feats["random init"][0]},
     pool.labels,
     {"supervised CNN": test.images, "MoCo probe": feats["MoCo"][1], "random-init probe": feats["random init"][1]},
-    test.labels, sizes=cfg["curve_sizes"], draws=cfg["curve_draws"], all_draws={"supervised CNN"})
+    test.labels, sizes=cfg["curve_sizes"], draws=cfg["curve_draws"])
 n100 = len(draws[0])  # 100 labels: reuse the runs above (same draws, same settings)
 for name, accs in {"supervised CNN": baseline_acc["CNN, online aug"], "MoCo probe": probe100["MoCo"],
                    "random-init probe": probe100["random init"]}.items():

@@ -776,7 +776,7 @@ def finetune_fit(x, y, xte, yte):
     backbone.load_state_dict(encoder.state_dict())
     res = finetune(backbone.to(device), nn.Linear(backbone.feature_dim, 10).to(device), x, y, epochs=cfg["ft_steps"],
                    lr=3e-3, backbone_lr=3e-4, weight_decay=1e-4, batch_size=128, train_transform=SUP_AUG,
-                   device=device, seed=SEED, channels_last=True)
+                   device=device, seed=SEED)
     return accuracy_and_logits(res.model, xte, yte)[0]
 
 

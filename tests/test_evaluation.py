@@ -62,6 +62,21 @@ def test_extract_features_batched_cpu_float_eval_mode_restored(tiny_classificati
         extract_features(net, images[:0])
 
 
+def test_extract_features_channels_last_same_features_and_unflattened_shape(tiny_classification):
+    images, _ = tiny_classification
+    net = bn_backbone()
+    before = snapshot_state(net)
+    nchw = extract_features(net, images[:64], channels_last=False)
+    nhwc = extract_features(net, images[:64], channels_last=True)  # what None picks for a conv net on CPU
+    torch.testing.assert_close(nchw, nhwc, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(extract_features(net, images[:64]), nchw, rtol=1e-4, atol=1e-5)
+    assert same_state(before, snapshot_state(net))  # values unchanged, whatever the memory layout
+    trunk = net[:3]  # conv-BN-ReLU: (N, 8, 8, 8) activations
+    maps = extract_features(trunk, images[:5], flatten=False)
+    assert maps.shape == (5, 8, 8, 8) and maps.is_contiguous()
+    torch.testing.assert_close(maps.flatten(1), extract_features(trunk, images[:5]))
+
+
 # --------------------------------------------------------------------------- probe
 
 

@@ -229,16 +229,6 @@ def test_label_efficiency_gives_every_method_the_same_draws(tiny_classification)
     assert set(out["a"]) == {8, len(labels)}
     assert out["a"][8]["mean"] == 0.5 and len(out["a"][8]["per_draw"]) == 3
 
-    def fit_all(xs, ys, xte, yte):  # one call per size with every draw
-        seen["all"].append([x.sum().item() for x in xs])
-        return [0.25] * len(xs)
-
-    seen["all"] = []
-    out = label_efficiency({"a": recorder("a"), "all": fit_all}, images, labels, images, labels,
-                           sizes=[2, None], draws={2: 3}, log=None, all_draws={"all"})
-    assert seen["all"] == [seen["a"][4:7], seen["a"][7:]]
-    assert out["all"][8]["per_draw"] == [0.25] * 3 and len(out["all"][len(labels)]["per_draw"]) == 1
-
 
 # --------------------------------------------------------------------------- course pretrain
 
