@@ -385,3 +385,31 @@ def test_imagenet_weights_offline_raise_clear_error(offline) -> None:
 def test_hub_model_offline_raises_same_error(offline) -> None:
     with pytest.raises(PretrainedUnavailableError, match="needs the network"):
         load_hub_model("pytorch/vision", "resnet18", trust_repo=True)
+
+
+def test_alexnet_without_batchnorm_gets_he_init_and_trains() -> None:
+    """PyTorch's default init shrinks the signal ~sqrt(6)x per layer: a BN-free AlexNet starts dead."""
+    torch.manual_seed(10)
+    x, y = torch.randn(32, 3, 16, 16), torch.arange(32) % 10
+    assert AlexNet(10, 16, width=0.25, norm="batch").init == "torch"  # BN rescales; shipped checkpoint unchanged
+    assert AlexNet(10, 16, width=0.25, norm="lrn").init == "he"
+    best, feature_std = {}, {}
+    for init in ("torch", "he"):
+        torch.manual_seed(0)
+        net = AlexNet(10, 16, width=0.25, norm="lrn", dropout=0.0, init=init)
+        with torch.no_grad():
+            feature_std[init] = net.features(x).std().item()
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        losses = []
+        for _ in range(20):
+            loss = F.cross_entropy(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        best[init] = min(losses)
+    assert feature_std["torch"] < 0.03 < 0.06 < feature_std["he"]  # conv5 features: vanishing vs alive
+    assert best["torch"] > 2.29  # stuck at ln(10): chance
+    assert best["he"] < 1.8  # the same net, He-initialised, starts fitting the batch
+    with pytest.raises(ValueError, match="init must be"):
+        AlexNet(10, 32, init="xavier")
