@@ -252,8 +252,9 @@ def test_penalties_cover_weights_only() -> None:
         lambda: SingleAttention(d_model=32),
         lambda: ViT(patch_size=7, dim=32, depth=2),
         lambda: ViT(patch_size=4, dim=32, depth=1, pool="mean"),
+        lambda: ViT(patch_size=7, dim=32, depth=1, stem_channels=(8, 8)),
     ],
-    ids=["lstm", "bilstm2", "attention", "vit-p7", "vit-p4-mean"],
+    ids=["lstm", "bilstm2", "attention", "vit-p7", "vit-p4-mean", "vit-p7-conv-stem"],
 )
 def test_sequence_and_vit_models_shape_and_overfit(make) -> None:
     torch.manual_seed(0)
@@ -283,6 +284,21 @@ def test_vit_features_and_patch_validation() -> None:
         ViT(image_size=28, patch_size=5)
     with pytest.raises(ValueError, match="image_size"):
         ViT()(torch.rand(2, 1, 32, 32))
+
+
+def test_vit_conv_stem_keeps_the_token_grid_and_the_plain_vit_has_none() -> None:
+    plain = ViT(patch_size=7, dim=32, depth=1)
+    hybrid = ViT(patch_size=7, dim=32, depth=1, stem_channels=(8, 16))
+    x = torch.rand(3, 1, 28, 28)
+    # the stem runs at full resolution (stride 1, same padding): still CLS + 16 patch tokens
+    assert plain.embed(x).shape == hybrid.embed(x).shape == (3, 17, 32)
+    assert len(plain.stem) == 0 and hybrid.patch_embed.in_channels == 16
+    assert [m.out_channels for m in hybrid.stem if isinstance(m, torch.nn.Conv2d)] == [8, 16]
+    # the plain ViT's tokens are exactly its patch embedding of the pixels (the stem is the identity)
+    tokens = plain.patch_embed(x).flatten(2).transpose(1, 2)
+    assert torch.allclose(plain.embed(x)[:, 1:], tokens + plain.pos_embed[:, 1:])
+    with pytest.raises(ValueError, match="stem_channels"):
+        ViT(stem_channels=(16, 0))
 
 
 # ----------------------------------------------------------------------------- ResNet-18

@@ -1,7 +1,10 @@
 """A small Vision Transformer (Dosovitskiy et al. 2021) for 28-32 px images.
 
 Patch embedding is a conv with kernel = stride = patch size (the same as cutting
-patches and applying one shared linear map); a learned CLS token and learned
+patches and applying one shared linear map), optionally after a small stem of 3x3
+convolutions (the ViT paper's "hybrid" model, whose patches are cut from a CNN feature
+map rather than from raw pixels; Xiao et al. 2021 show that such early convolutions
+make ViTs learn faster and more stably); a learned CLS token and learned
 position embeddings are added; pre-norm Transformer blocks (LayerNorm -> attention
 -> residual, LayerNorm -> MLP -> residual) follow; a final LayerNorm, then the CLS
 token (``pool="cls"``) or the mean of the patch tokens (``pool="mean"``) goes to the
@@ -64,6 +67,11 @@ class ViT(nn.Module):
         dim: token width; depth: number of blocks; heads: attention heads.
         mlp_ratio: MLP hidden width / dim.
         pool: ``"cls"`` (classify the CLS token) or ``"mean"`` (average the patch tokens).
+        stem_channels: widths of 3x3 conv-BatchNorm-ReLU layers (stride 1, same padding)
+            run before the patch embedding; ``()`` (default) cuts patches from the raw
+            pixels, as the plain ViT does.  Each patch token then summarises local edge
+            and stroke features instead of raw pixels -- the locality prior a plain ViT
+            must learn from data.
     """
 
     def __init__(
@@ -78,6 +86,7 @@ class ViT(nn.Module):
         mlp_ratio: float = 2.0,
         dropout: float = 0.0,
         pool: str = "cls",
+        stem_channels: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         if image_size % patch_size:
@@ -90,7 +99,14 @@ class ViT(nn.Module):
             raise ValueError(f"pool must be 'cls' or 'mean'; got {pool!r}")
         self.image_size, self.in_channels, self.pool = image_size, in_channels, pool
         self.num_patches = (image_size // patch_size) ** 2
-        self.patch_embed = nn.Conv2d(in_channels, dim, patch_size, stride=patch_size)
+        if any(c < 1 for c in stem_channels):
+            raise ValueError(f"stem_channels are conv widths and must be >= 1; got {tuple(stem_channels)}")
+        stem: list[nn.Module] = []
+        for c_in, c_out in zip((in_channels, *stem_channels), stem_channels):
+            stem += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        self.stem = nn.Sequential(*stem)  # empty: the identity
+        self.patch_embed = nn.Conv2d(stem_channels[-1] if stem_channels else in_channels, dim, patch_size,
+                                     stride=patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches + 1, dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -108,17 +124,20 @@ class ViT(nn.Module):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """The pooled, normalised representation ``(N, dim)`` (CLS token or mean of patches)."""
+    def embed(self, x: Tensor) -> Tensor:
+        """The token sequence the first block sees: ``(N, 1 + patches, dim)``, CLS first, positions added."""
         if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(
                 f"ViT was built for (N, {self.in_channels}, {self.image_size}, {self.image_size}) inputs; "
                 f"got {tuple(x.shape)}. Build ViT(image_size=..., in_channels=...) to match the data."
             )
-        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)  # (N, patches, dim)
+        tokens = self.patch_embed(self.stem(x)).flatten(2).transpose(1, 2)  # (N, patches, dim)
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
-        h = self.drop(torch.cat([cls, tokens], dim=1) + self.pos_embed)
-        h = self.norm(self.blocks(h))
+        return self.drop(torch.cat([cls, tokens], dim=1) + self.pos_embed)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The pooled, normalised representation ``(N, dim)`` (CLS token or mean of patches)."""
+        h = self.norm(self.blocks(self.embed(x)))
         return h[:, 0] if self.pool == "cls" else h[:, 1:].mean(dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
