@@ -1,0 +1,73 @@
+"""Validation runs behind the training choices of notebook 05 (model comparison on MNIST).
+
+Each setting trains on the notebook's training split (54,001 images) and is scored on its
+validation split (5,999 images, the same stratified 10 % with seed 0); the test set is
+never touched.  Run from the repository root, e.g.
+
+    COURSE_DATA=../shared/data .venv/bin/python docs/experiments/05_choices.py cnn-b64 cnn-b128 --seeds 0 1 2
+
+and compare the printed mean ± std.  Settings (name: what the notebook uses or rejected):
+
+- ``cnn-b128`` / ``cnn-b64``: ReportCNN 16-32-32, 8 epochs, batches of 128 / 64 (64 chosen);
+- ``lstm-b128`` (6 epochs, lr 3e-3, the earlier recipe) / ``lstm-b256`` (10 epochs, lr 5e-3, chosen);
+- ``vit-plain`` / ``vit-stem``: the ViT with 7x7 pixel patches / with the 2-conv stem (chosen), 6 epochs.
+
+Times are wall-clock seconds on whatever else the machine is doing; use ``--threads``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+
+from course_lib import augment as A
+from course_lib.comparison import train_model
+from course_lib.data import load_dataset, stratified_split
+from course_lib.loader import TensorLoader
+from course_lib.models import ReportCNN, RowLSTM, ViT
+from course_lib.train import seed_everything
+
+MEAN, STD = [0.1307], [0.3081]
+# name: (builder, epochs, lr, weight decay, augment, batch size) -- as in the notebook's SPECS
+SETTINGS = {
+    "cnn-b128": (lambda: ReportCNN(filters=(16, 32, 32)), 8, 3e-3, 1e-4, True, 128),
+    "cnn-b64": (lambda: ReportCNN(filters=(16, 32, 32)), 8, 3e-3, 1e-4, True, 64),
+    "lstm-b128": (lambda: RowLSTM(hidden=128), 6, 3e-3, 0.0, False, 128),
+    "lstm-b256": (lambda: RowLSTM(hidden=128), 10, 5e-3, 0.0, False, 256),
+    "vit-plain": (lambda: ViT(patch_size=7, dim=64, depth=4, heads=4), 6, 3e-3, 0.05, False, 128),
+    "vit-stem": (lambda: ViT(patch_size=7, dim=64, depth=4, heads=4, stem_channels=(16, 16)), 6, 3e-3, 0.05, False,
+                 128),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("settings", nargs="+", choices=sorted(SETTINGS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    full = load_dataset("mnist", "train")
+    train_idx, val_idx = stratified_split(full.labels, val_fraction=0.1, seed=0)
+    train, val = full.subset(train_idx), full.subset(val_idx)
+    val_loader = TensorLoader(val.images, val.labels, 1000, normalize=(MEAN, STD))
+    for name in args.settings:
+        build, epochs, lr, wd, augment, batch = SETTINGS[name]
+        accs = []
+        for seed in args.seeds:
+            seed_everything(seed)
+            loader = TensorLoader(train.images, train.labels, batch, shuffle=True, seed=seed, normalize=(MEAN, STD),
+                                  transform=A.RandomAffine(degrees=10, translate=(0.1, 0.1)) if augment else None)
+            run = train_model(name, build(), loader, val_loader, epochs=epochs, lr=lr, weight_decay=wd,
+                              val_every_epoch=False)
+            accs.append(run.val_acc)
+            print(f"{name} seed {seed}: validation {run.val_acc:.4f} ({run.train_seconds:.0f} s)", flush=True)
+        spread = statistics.stdev(accs) if len(accs) > 1 else float("nan")
+        print(f"{name}: {statistics.mean(accs) * 100:.2f} ± {spread * 100:.2f} % over seeds {args.seeds}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
