@@ -197,11 +197,11 @@ def train_one(name, data, epochs, seed, build=None, batch_size=None, val_every_e
 
 # %%
 # NBVAL_CHECK_OUTPUT
-READERS = {"LSTM": (RowLSTM(hidden=128), "28 time steps of 28 pixels (one row each)"),
-           "attention": (SingleAttention(d_model=64, heads=4), "28 tokens of 28 pixels (one row each) -> width 64"),
-           "ViT": (ViT(patch_size=7, dim=64, depth=4, heads=4, stem_channels=(16, 16)),
-                   "2 convs, then CLS + 16 tokens of 7x7x16 features (7x7 patches) -> width 64")}
-for name, (model, reads) in READERS.items():
+READERS = {"LSTM": "28 time steps of 28 pixels (one row each)",
+           "attention": "28 tokens of 28 pixels (one row each) -> width 64",
+           "ViT": "2 convs, then CLS + 16 tokens of 7x7x16 features (7x7 patches) -> width 64"}
+for name, reads in READERS.items():
+    model = SPECS[name][0]()  # the architecture the comparison trains
     print(f"{name:<10} {sum(p.numel() for p in model.parameters()):>8,} parameters; reads a 28x28 digit as {reads}")
 
 # %% [markdown]
@@ -458,7 +458,7 @@ print(f"sweep on {n_sweep} training images (a new class-balanced draw per seed, 
       f"seeds {cfg['seeds']}")
 sweep_results, sweep_runs = run_seed_arms(
     {arm: (lambda s, f=f, e=e: train_one("CNN", subset(train, cfg["sweep_per_class"], s), e, s,
-                                         build=lambda: ReportCNN(filters=f), batch_size=128, val_every_epoch=False))
+                                         build=lambda: ReportCNN(filters=f), val_every_epoch=False))
      for arm, (f, e) in SWEEP.items()}, cfg["seeds"])
 baseline = f"16-32-32, {e_short} ep"
 print(format_ablation(ablation_rows(sweep_results, baseline=baseline)))
