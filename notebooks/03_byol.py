@@ -93,7 +93,7 @@ cfg = resolve(PROFILE, {
               "pretrain_epochs": 1, "pretrain_max_steps": 2, "monitor": 200, "tsne_points": 200, "cluster_points": 500,
               "demo_steps": 3, "demo_batch": 32, "Cs": (0.1, 1.0), "Cs_all": (0.1, 1.0), "train": True,
               "ft_lrs": (5e-5, 1e-3), "ft_epochs": 2, "ft_batches": 3, "ft_batch_size": 64},
-    "quick": {"pool": 20000, "n_test": None, "n_val": None, "draws": 5, "sup_steps": 500, "ft_steps": 300,
+    "quick": {"pool": 20000, "n_test": None, "n_val": None, "draws": 5, "sup_steps": 500, "ft_steps": 150,
               "pretrain_epochs": 4, "pretrain_max_steps": None, "monitor": 2000, "tsne_points": 2000,
               "cluster_points": 3000, "demo_steps": 60, "demo_batch": 128, "Cs": (0.01, 0.1, 1.0, 10.0),
               "Cs_all": (0.01, 0.1, 1.0), "train": False,

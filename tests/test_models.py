@@ -429,3 +429,22 @@ def test_alexnet_without_batchnorm_gets_he_init_and_trains() -> None:
     assert best["he"] < 1.8  # the same net, He-initialised, starts fitting the batch
     with pytest.raises(ValueError, match="init must be"):
         AlexNet(10, 32, init="xavier")
+
+
+@pytest.mark.parametrize("size", [5, 4, 3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fast_local_response_norm_matches_torch_in_value_and_gradient(size: int, channels_last: bool) -> None:
+    from course_lib.models.alexnet import LocalResponseNorm
+
+    torch.manual_seed(0)
+    x = (torch.randn(4, 12, 5, 5) * 4).requires_grad_(True)
+    x_fast = x.detach().clone().contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    x_fast.requires_grad_(True)
+    ref = nn.LocalResponseNorm(size, alpha=1e-2, beta=0.75, k=2.0)(x)  # large alpha: the window sum matters
+    out = LocalResponseNorm(size, alpha=1e-2, beta=0.75, k=2.0)(x_fast)
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(ref)
+    ref.backward(g)
+    out.backward(g)
+    torch.testing.assert_close(x_fast.grad, x.grad)
+    assert alexnet_cifar(norm="lrn").features.lrn1.__class__ is LocalResponseNorm

