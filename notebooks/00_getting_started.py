@@ -53,7 +53,7 @@ from course_lib.train import EarlyStopping, fit, get_device, predict, seed_every
 PROFILE, INTERACTIVE = from_env(PROFILE, INTERACTIVE)  # $COURSE_PROFILE / $COURSE_INTERACTIVE win (nbval)
 cfg = resolve(PROFILE, {
     "smoke": {"epochs": 1, "n_per_class": 100, "batch_size": 128},
-    "quick": {"epochs": 5, "n_per_class": None, "batch_size": 128},
+    "quick": {"epochs": 3, "n_per_class": None, "batch_size": 128},
     "full":  {"epochs": 20, "n_per_class": None, "batch_size": 128},
 }, epochs=EPOCHS)
 device = get_device()

@@ -71,7 +71,7 @@ from course_lib.checkpoints import load_checkpoint, load_or_train, tensor_checks
 from course_lib.clustering import (format_score_table, kdistance_eps, kmeans, matched_accuracy, run_clusterings,
                                    score_partition)
 from course_lib.data import load_dataset, stratified_split
-from course_lib.embeddings import plot_embedding, tsne_2d, umap_2d
+from course_lib.embeddings import plot_embedding, tsne_maps, umap_2d
 from course_lib.evaluation import (class_balanced_indices, extract_features, few_label_protocol, finetune,
                                    knn_classify, linear_probe)
 from course_lib.fewlabel import accuracy_and_logits, cv_probe_accuracy, train_supervised
@@ -93,7 +93,7 @@ cfg = resolve(PROFILE, {
               "pretrain_epochs": 1, "pretrain_max_steps": 2, "monitor": 200, "tsne_points": 200, "cluster_points": 500,
               "demo_steps": 3, "demo_batch": 32, "Cs": (0.1, 1.0), "Cs_all": (0.1, 1.0), "train": True,
               "ft_lrs": (5e-5, 1e-3), "ft_epochs": 2, "ft_batches": 3, "ft_batch_size": 64},
-    "quick": {"pool": 20000, "n_test": None, "n_val": None, "draws": 5, "sup_steps": 500, "ft_steps": 150,
+    "quick": {"pool": 20000, "n_test": None, "n_val": None, "draws": 5, "sup_steps": 500, "ft_steps": 300,
               "pretrain_epochs": 4, "pretrain_max_steps": None, "monitor": 2000, "tsne_points": 2000,
               "cluster_points": 3000, "demo_steps": 60, "demo_batch": 128, "Cs": (0.01, 0.1, 1.0, 10.0),
               "Cs_all": (0.01, 0.1, 1.0), "train": False,
@@ -515,8 +515,8 @@ plt.show()
 # %%
 t0 = time.perf_counter()
 perplexities = (5, 50)
-maps = {(name, p): tsne_2d(feats[name][1][show], seed=SEED, perplexity=p)
-        for name, p in [("BYOL", p) for p in perplexities] + [("raw pixels", perplexities[-1])]}
+maps = tsne_maps({(name, p): (feats[name][1][show], p)  # two maps at a time, one per core
+                 for name, p in [("BYOL", p) for p in perplexities] + [("raw pixels", perplexities[-1])]}, seed=SEED)
 fig, axes = plt.subplots(1, len(maps), figsize=(6 * len(maps), 5))
 for ax, ((name, p), xy) in zip(axes, maps.items()):
     plot_embedding(xy, test.labels[show], test.classes, ax=ax, title=f"t-SNE of {name}, perplexity {p}")

@@ -77,7 +77,7 @@ cfg = resolve(PROFILE, {
               "protocol": (200, 100), "draws": 2, "mlp_epochs": 3, "pca": 32, "Cs": (1.0,), "probe_iter": 30,
               "protocol_iter": 30, "flat_epochs": 1},
     "quick": {"per_class": None, "pretrain_epochs": None, "pretrain_images": None, "max_steps": None,
-              "protocol": (2500, 500), "draws": 3, "mlp_epochs": 20, "pca": 256, "Cs": (0.01, 0.1, 1.0), "probe_iter": 200,
+              "protocol": (2500, 500), "draws": 3, "mlp_epochs": 10, "pca": 256, "Cs": (0.01, 0.1, 1.0), "probe_iter": 200,
               "protocol_iter": 100, "flat_epochs": 5},
     "full":  {"per_class": None, "pretrain_epochs": 200, "pretrain_images": None, "max_steps": None,
               "protocol": (2500, 500), "draws": 5, "mlp_epochs": 20, "pca": 256, "Cs": (0.01, 0.1, 1.0), "probe_iter": 200,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.embeddings import last_linear, penultimate_features, plot_embedding, tsne_2d
+from course_lib.embeddings import last_linear, penultimate_features, plot_embedding, tsne_2d, tsne_maps
 from course_lib.loader import TensorLoader
 from course_lib.models import MLP, FashionCNN
 
@@ -76,3 +76,15 @@ def test_umap_2d_without_umap_says_how_to_install_or_embeds():
         return
     xy = umap_2d(feats, n_neighbors=5)
     assert xy.shape == (60, 2)
+
+
+def test_tsne_maps_in_threads_are_the_maps_tsne_2d_makes_alone():
+    rng = np.random.default_rng(1)
+    feats = rng.normal(size=(90, 12)).astype(np.float32)
+    jobs = {("a", 5): (feats, 5.0), ("a", 20): (feats, 20.0), "b": (feats[::-1].copy(), 20.0)}
+    maps = tsne_maps(jobs, seed=3, pca_dims=8)
+    assert list(maps) == list(jobs)
+    for key, (f, p) in jobs.items():
+        assert np.array_equal(maps[key], tsne_2d(f, seed=3, perplexity=p, pca_dims=8))
+    with pytest.raises(ValueError, match="workers"):
+        tsne_maps(jobs, workers=0)

@@ -448,3 +448,12 @@ def test_fast_local_response_norm_matches_torch_in_value_and_gradient(size: int,
     out.backward(g)
     torch.testing.assert_close(x_fast.grad, x.grad)
     assert alexnet_cifar(norm="lrn").features.lrn1.__class__ is LocalResponseNorm
+
+
+def test_fast_local_response_norm_backward_passes_gradcheck() -> None:
+    from course_lib.models.alexnet import LocalResponseNorm
+
+    torch.manual_seed(0)
+    for size in (5, 4):
+        x = (torch.randn(2, 7, 3, 3, dtype=torch.float64) * 3).requires_grad_(True)
+        assert torch.autograd.gradcheck(LocalResponseNorm(size, alpha=0.05, beta=0.75, k=2.0), (x,))
