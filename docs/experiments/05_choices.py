@@ -14,11 +14,19 @@ and compare the printed mean ± std.  Settings (name: what the notebook uses or 
   ``cnn-b128-ls`` (label smoothing 0.1), ``cnn-b128-shift`` (shifts only, no rotation),
   ``cnn-b128-12ep`` (12 epochs);
 - ``resnet`` (ResNet-18 from the course's Fashion-MNIST checkpoint, 1 epoch, lr 2e-3, label
-  smoothing 0.1) / ``resnet-ls0`` / ``resnet-lr1e-3`` / ``resnet-lr4e-3``;
+  smoothing 0.1) / ``resnet-ls0`` / ``resnet-lr1e-3`` / ``resnet-lr4e-3`` / ``resnet-b64``;
 - ``lstm-b128`` (6 epochs, lr 3e-3, the earlier recipe) / ``lstm-b256`` (10 epochs, lr 5e-3, chosen);
 - ``vit-plain`` / ``vit-stem``: the ViT with 7x7 pixel patches / with the 2-conv stem (chosen), 6 epochs.
 
 Times are wall-clock seconds on whatever else the machine is doing; use ``--threads``.
+
+Measured on the 2-core course machine (``--threads 1``, two scripts side by side), validation accuracy:
+
+- CNN, seeds 0-2: ``cnn-b128`` 98.95 ± 0.08 %, ``cnn-b128-lr1e-2`` 99.10 ± 0.06 % (chosen),
+  ``cnn-b128-lr2e-2`` 98.80 ± 0.04 %, ``cnn-b128-ls`` 98.96 ± 0.14 %, ``cnn-b128-shift`` 98.94 ± 0.11 %;
+- ResNet-18, seed 0 only (about 3.5 minutes each): ``resnet`` 98.82 %, ``resnet-ls0`` 98.88 %,
+  ``resnet-lr4e-3`` 98.88 %, ``resnet-lr1e-3`` 98.78 % -- all within single-seed noise, so the notebook
+  keeps its recipe.
 """
 
 from __future__ import annotations
@@ -71,6 +79,7 @@ SETTINGS = {
     "resnet-lr1e-3": replace(RESNET, lr=1e-3),
     "resnet-lr4e-3": replace(RESNET, lr=4e-3),
     "resnet-ls0": replace(RESNET, label_smoothing=0.0),
+    "resnet-b64": replace(RESNET, batch_size=64),
     "lstm-b128": Setting(lambda: RowLSTM(hidden=128), 6, 3e-3, 0.0, None, 128),
     "lstm-b256": Setting(lambda: RowLSTM(hidden=128), 10, 5e-3, 0.0, None, 256),
     "vit-plain": replace(VIT, build=lambda: ViT(patch_size=7, dim=64, depth=4, heads=4)),
