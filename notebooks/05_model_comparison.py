@@ -175,12 +175,11 @@ SPECS = {  # name: (builder, lr, weight decay, augment, batch size, label smooth
 }
 
 
-def train_one(name, data, epochs, seed, build=None, batch_size=None, val_every_epoch=True):
+def train_one(name, data, epochs, seed, build=None, batch_size=None):
     """Train model ``name`` (or ``build()``) on ``data`` for ``epochs`` with ``seed``; return its ModelRun.
 
-    ``val_every_epoch=False`` scores the validation split once, at the end (this notebook
-    plots no learning curves, so every run here does that; the training seconds then
-    count training only).
+    The validation split is scored once, at the end: this notebook plots no learning
+    curves, so the training seconds count training only.
     """
     builder, lr, wd, augment, batch, smoothing = SPECS[name]
     seed_everything(seed)
@@ -188,7 +187,7 @@ def train_one(name, data, epochs, seed, build=None, batch_size=None, val_every_e
     loader = TensorLoader(data.images, data.labels, batch_size or batch, shuffle=True,
                           transform=AUGMENT if augment else None, normalize=(MEAN, STD), device=device, seed=seed)
     return train_model(name, model, loader, val_loader, epochs=epochs, lr=lr, weight_decay=wd, device=device,
-                       label_smoothing=smoothing, val_every_epoch=val_every_epoch)
+                       label_smoothing=smoothing, val_every_epoch=False)
 
 # %% [markdown]
 # ## How the sequence models see an image
@@ -462,7 +461,7 @@ print(f"sweep on {n_sweep} training images (a new class-balanced draw per seed, 
       f"seeds {cfg['seeds']}")
 sweep_results, sweep_runs = run_seed_arms(
     {arm: (lambda s, f=f, e=e: train_one("CNN", subset(train, cfg["sweep_per_class"], s), e, s,
-                                         build=lambda: ReportCNN(filters=f), val_every_epoch=False))
+                                         build=lambda: ReportCNN(filters=f)))
      for arm, (f, e) in SWEEP.items()}, cfg["seeds"])
 baseline = f"16-32-32, {e_short} ep"
 print(format_ablation(ablation_rows(sweep_results, baseline=baseline)))
@@ -484,7 +483,7 @@ EPOCHS = {**cfg["epochs"], "CNN": cfg["epochs"]["CNN"][CNN_FILTERS]}
 runs = {}
 for name in MODELS:
     print(f"training {name} for {EPOCHS[name]} epochs on {len(train)} images ...", flush=True)
-    runs[name] = train_one(name, train, EPOCHS[name], SEED, val_every_epoch=False)  # no curves: validate once
+    runs[name] = train_one(name, train, EPOCHS[name], SEED)
     r = runs[name]
     print(f"  {r.params:,} parameters, {r.train_seconds:.0f} s, validation accuracy {r.val_acc:.4f}")
     if name == "ResNet-18":
@@ -519,8 +518,7 @@ print(f"frozen {frozen_weights} features of {len(frozen_data)} training images; 
 
 # %%
 def seed_arm(name, per_class, epochs, batch_size):
-    return lambda s: train_one(name, subset(train, per_class, s), epochs, s, batch_size=batch_size,
-                               val_every_epoch=False)
+    return lambda s: train_one(name, subset(train, per_class, s), epochs, s, batch_size=batch_size)
 
 
 seed_runs = {"CNN": sweep_runs[chosen]}

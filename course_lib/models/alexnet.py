@@ -95,7 +95,6 @@ def _smallest_valid_size(stem: str, overlap_pool: bool, start: int) -> int:
     raise RuntimeError("no valid AlexNet input size up to 4096 px")  # unreachable for the built-in layouts
 
 
-
 def _channel_window_sum(z: Tensor, before: int, after: int) -> Tensor:
     """``out[:, c] = z[:, c - before] + ... + z[:, c + after]`` (zeros beyond the ends), via a cumulative sum."""
     csum = F.pad(z, (0, 0, 0, 0, before + 1, after)).cumsum(1)
