@@ -95,6 +95,11 @@ def start_jupyter(root: Path, work: Path, port: int, token: str) -> subprocess.P
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false",
                                                                            "checkForUpdates": False}))
+    # Start the notebook's kernel without the "Select Kernel" dialog, which JupyterLab 4 sometimes
+    # shows even when the notebook's kernelspec is installed (it covered the page in one CI run).
+    tracker = work / "lab-settings" / "@jupyterlab" / "notebook-extension"
+    tracker.mkdir(parents=True)
+    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"autoStartDefaultKernel": True}))
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--ServerApp.token={token}",
            f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False"]
@@ -177,7 +182,14 @@ def test_notebook_00_training_panel_in_chromium(tmp_path):
             ind = d.find_elements(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator")
             return bool(ind) and ind[0].get_attribute("data-status") == "idle"
 
-        wait(60, "the notebook and an idle kernel", kernel_idle)
+        def ready(d) -> bool:
+            # Should a kernel dialog still appear, accept its choice (the notebook's own kernel).
+            for button in d.find_elements(By.CSS_SELECTOR, ".jp-Dialog .jp-mod-accept"):
+                button.click()
+                return False
+            return kernel_idle(d)
+
+        wait(60, "the notebook, no dialog and an idle kernel", ready)
 
         # Run > Run All Cells
         menu = next(e for e in driver.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-item") if e.text.strip() == "Run")
@@ -245,6 +257,13 @@ def test_notebook_00_training_panel_in_chromium(tmp_path):
     except (TimeoutException, AssertionError):
         if driver is not None:
             driver.save_screenshot(str(ARTIFACTS / "browser_00_failure.png"))
+            # What the page showed, for a CI log that has no screenshot: open dialogs, error outputs.
+            print("dialogs:", driver.execute_script(
+                "return Array.from(document.querySelectorAll('.jp-Dialog'), e => e.innerText.trim());"))
+            print("error outputs:", driver.execute_script(
+                "return Array.from(document.querySelectorAll('.jp-OutputArea-output[data-mime-type*=\"error\"],"
+                " .jp-OutputArea-output[data-mime-type*=\"stderr\"]'), e => e.innerText.trim().slice(-600));"))
+        print("jupyter.log (tail):\n" + (tmp_path / "jupyter.log").read_text(errors="replace")[-3000:])
         raise
     finally:
         if driver is not None:
