@@ -223,9 +223,14 @@ def linear_probe(
         tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe",
     )
 
+    # Standardise once, not in every L-BFGS evaluation: the same numbers as ``clf(x)``,
+    # without re-reading and re-writing the whole (N, D) matrix hundreds of times.
+    with torch.no_grad():
+        xs = (x - clf.mean) / clf.std
+
     def closure() -> Tensor:
         opt.zero_grad()
-        loss = F.cross_entropy(clf(x), y) + penalty * clf.linear.weight.pow(2).sum()
+        loss = F.cross_entropy(clf.linear(xs), y) + penalty * clf.linear.weight.pow(2).sum()
         loss.backward()
         return loss
 
