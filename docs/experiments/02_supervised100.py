@@ -27,7 +27,6 @@ profile's budget cannot spare (the ``full`` profile trains 2,000 steps).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from dataclasses import dataclass, field, replace
@@ -37,10 +36,11 @@ import torch
 from torch import nn
 
 from course_lib import augment as A
-from course_lib.data import load_dataset, stratified_split
 from course_lib.evaluation import class_balanced_indices
 from course_lib.fewlabel import accuracy_and_logits, train_supervised
 from course_lib.models import SmallCNN
+
+from _common import mnist_train_val, parse_settings  # noqa: E402 (beside this script)
 
 DRAW_SEEDS = range(100, 105)
 
@@ -70,15 +70,8 @@ SETTINGS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("settings", nargs="+", choices=sorted(SETTINGS))
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    train_full = load_dataset("mnist", "train")
-    pool_idx, val_idx = stratified_split(train_full.labels, val_fraction=0.1, seed=0)
-    pool, val = train_full.subset(pool_idx), train_full.subset(val_idx)
+    args = parse_settings(__doc__, SETTINGS)
+    pool, val = mnist_train_val()  # the notebook's unlabelled pool and validation split
     draws = [class_balanced_indices(pool.labels, 10, s) for s in DRAW_SEEDS]
     for name in args.settings:
         s, accs, t0 = SETTINGS[name], [], time.perf_counter()

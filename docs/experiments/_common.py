@@ -1,0 +1,33 @@
+"""What the validation-experiment scripts share: the command line and notebook 05's / 02's MNIST split."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+
+import torch
+
+from course_lib.data import ImageDataset, load_dataset, stratified_split
+
+
+def parse_settings(doc: str, settings: Iterable[str], seeds: list[int] | None = None) -> argparse.Namespace:
+    """``settings`` (one or more names), ``--threads`` and, if ``seeds`` is given, ``--seeds`` (that default).
+
+    Sets torch's thread count when ``--threads`` is passed, so two scripts can share the machine.
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("settings", nargs="+", choices=sorted(settings))
+    if seeds is not None:
+        parser.add_argument("--seeds", type=int, nargs="+", default=seeds)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
+
+
+def mnist_train_val() -> tuple[ImageDataset, ImageDataset]:
+    """The notebooks' MNIST training and validation splits (stratified 10 %, seed 0); the test set is not loaded."""
+    full = load_dataset("mnist", "train")
+    train_idx, val_idx = stratified_split(full.labels, val_fraction=0.1, seed=0)
+    return full.subset(train_idx), full.subset(val_idx)
