@@ -147,8 +147,12 @@ class LinearClassifier(nn.Module):
         self.register_buffer("std", std.clone())
         self.linear = nn.Linear(mean.numel(), num_classes)
 
+    def standardize(self, features: Tensor) -> Tensor:
+        """Features flattened to (N, D) and z-scored with the stored training statistics."""
+        return (features.flatten(1) - self.mean) / self.std
+
     def forward(self, features: Tensor) -> Tensor:
-        return self.linear((features.flatten(1) - self.mean) / self.std)
+        return self.linear(self.standardize(features))
 
 
 @dataclass
@@ -226,7 +230,7 @@ def linear_probe(
     # Standardise once, not in every L-BFGS evaluation: the same numbers as ``clf(x)``,
     # without re-reading and re-writing the whole (N, D) matrix hundreds of times.
     with torch.no_grad():
-        xs = (x - clf.mean) / clf.std
+        xs = clf.standardize(x)
 
     def closure() -> Tensor:
         opt.zero_grad()

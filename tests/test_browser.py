@@ -184,8 +184,9 @@ def test_notebook_00_training_panel_in_chromium(tmp_path):
 
         def ready(d) -> bool:
             # Should a kernel dialog still appear, accept its choice (the notebook's own kernel).
-            for button in d.find_elements(By.CSS_SELECTOR, ".jp-Dialog .jp-mod-accept"):
-                button.click()
+            accept = d.find_elements(By.CSS_SELECTOR, ".jp-Dialog .jp-mod-accept")
+            if accept:
+                accept[0].click()
                 return False
             return kernel_idle(d)
 

@@ -40,7 +40,7 @@ from course_lib.evaluation import class_balanced_indices
 from course_lib.fewlabel import accuracy_and_logits, train_supervised
 from course_lib.models import SmallCNN
 
-from _common import mnist_train_val, parse_settings  # noqa: E402 (beside this script)
+from _common import mnist_train_val, parse_settings  # the module beside this script
 
 DRAW_SEEDS = range(100, 105)
 

@@ -54,7 +54,7 @@ from course_lib.models import ReportCNN, RowLSTM, ViT
 from course_lib.train import seed_everything
 from course_lib.transfer import build_resnet18
 
-from _common import mnist_train_val, parse_settings  # noqa: E402 (beside this script)
+from _common import mnist_train_val, parse_settings  # the module beside this script
 
 MEAN, STD = [0.1307], [0.3081]
 SHIFT_ROTATE = A.RandomAffine(degrees=10, translate=(0.1, 0.1))  # the notebook's AUGMENT
@@ -82,6 +82,7 @@ def _frozen_stem(model: nn.Module) -> nn.Module:
 
 CNN = Setting(lambda: ReportCNN(filters=(16, 32, 32)), 8, 3e-3, 1e-4, SHIFT_ROTATE, 128)
 RESNET = Setting(lambda: build_resnet18("course")[0], 1, 2e-3, 1e-4, None, 128, 0.1)
+LSTM = Setting(lambda: RowLSTM(hidden=128), 10, 5e-3, 0.0, None, 256)
 VIT = Setting(lambda: ViT(patch_size=7, dim=64, depth=4, heads=4, stem_channels=(16, 16)), 6, 3e-3, 0.05, None, 128)
 SETTINGS = {
     "cnn-b128": CNN,
@@ -98,11 +99,11 @@ SETTINGS = {
     "resnet-b64": replace(RESNET, batch_size=64),
     "resnet-2ep": replace(RESNET, epochs=2),
     "resnet-2ep-freeze1": replace(RESNET, epochs=2, build=lambda: _frozen_stem(build_resnet18("course")[0])),
-    "lstm-b128": Setting(lambda: RowLSTM(hidden=128), 6, 3e-3, 0.0, None, 128),
-    "lstm-b256": Setting(lambda: RowLSTM(hidden=128), 10, 5e-3, 0.0, None, 256),
-    "lstm-b512": Setting(lambda: RowLSTM(hidden=128), 10, 1e-2, 0.0, None, 512),
-    "lstm-b512-8ep": Setting(lambda: RowLSTM(hidden=128), 8, 1e-2, 0.0, None, 512),
-    "lstm-b256-8ep": Setting(lambda: RowLSTM(hidden=128), 8, 5e-3, 0.0, None, 256),
+    "lstm-b128": replace(LSTM, epochs=6, lr=3e-3, batch_size=128),
+    "lstm-b256": LSTM,
+    "lstm-b256-8ep": replace(LSTM, epochs=8),
+    "lstm-b512": replace(LSTM, lr=1e-2, batch_size=512),
+    "lstm-b512-8ep": replace(LSTM, epochs=8, lr=1e-2, batch_size=512),
     "vit-plain": replace(VIT, build=lambda: ViT(patch_size=7, dim=64, depth=4, heads=4)),
     "vit-stem": VIT,
     "vit-stem-5ep": replace(VIT, epochs=5),
