@@ -95,11 +95,6 @@ def start_jupyter(root: Path, work: Path, port: int, token: str) -> subprocess.P
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false",
                                                                            "checkForUpdates": False}))
-    # Start the notebook's kernel without the "Select Kernel" dialog, which JupyterLab 4 sometimes
-    # shows even when the notebook's kernelspec is installed (it covered the page in one CI run).
-    tracker = work / "lab-settings" / "@jupyterlab" / "notebook-extension"
-    tracker.mkdir(parents=True)
-    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"autoStartDefaultKernel": True}))
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--ServerApp.token={token}",
            f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False"]
@@ -119,6 +114,30 @@ def wait_for_server(proc: subprocess.Popen, url: str, timeout: float, log: Path)
         except OSError:
             time.sleep(0.3)
     pytest.fail(f"JupyterLab did not answer within {timeout:.0f} s:\n{log.read_text(errors='replace')[-2000:]}")
+
+
+def api(base: str, token: str, path: str, body: dict | None = None) -> dict | list:
+    """One call to the Jupyter server's REST API (POST when there is a body)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"{base}{path}", data=data, method="GET" if body is None else "POST",
+                                 headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.load(r)
+
+
+def start_session(base: str, token: str, notebook: Path) -> str:
+    """Start the notebook's kernel on the server before any browser opens the notebook.
+
+    JupyterLab then joins this session instead of starting a kernel itself.  Left to the page,
+    the start raced with the page load on a busy CI machine: once a "Select Kernel" dialog covered
+    the notebook, once a second kernel replaced the first and "Run All" went to the one that died.
+    (The server reports the kernel "starting" until a client asks it something, so the test
+    waits for the page's kernel indicator to read idle, not for the server.)
+    """
+    kernel = nbformat.read(notebook, as_version=4).metadata.get("kernelspec", {}).get("name", "python3")
+    session = api(base, token, "/api/sessions",
+                  {"path": notebook.name, "name": notebook.name, "type": "notebook", "kernel": {"name": kernel}})
+    return session["kernel"]["id"]
 
 
 def stop_jupyter(proc: subprocess.Popen, base: str, token: str) -> None:
@@ -152,7 +171,7 @@ def test_notebook_00_training_panel_in_chromium(tmp_path):
 
     root = tmp_path / "notebooks"
     root.mkdir()
-    smoke_copy(root)
+    notebook = smoke_copy(root)
     port, token = free_port(), secrets.token_hex(16)
     base = f"http://127.0.0.1:{port}"
     proc = start_jupyter(root, tmp_path, port, token)
@@ -161,6 +180,7 @@ def test_notebook_00_training_panel_in_chromium(tmp_path):
     (ARTIFACTS / "browser_00_failure.png").unlink(missing_ok=True)  # only this run's failure, if any
     try:
         wait_for_server(proc, f"{base}/api/status?token={token}", 60, tmp_path / "jupyter.log")
+        start_session(base, token, notebook)
 
         options = webdriver.ChromeOptions()
         options.binary_location = str(CHROMIUM)
@@ -192,11 +212,26 @@ def test_notebook_00_training_panel_in_chromium(tmp_path):
 
         wait(60, "the notebook, no dialog and an idle kernel", ready)
 
-        # Run > Run All Cells
-        menu = next(e for e in driver.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-item") if e.text.strip() == "Run")
-        menu.click()
-        wait(10, "Run All Cells in the Run menu", lambda d: [
-            e for e in d.find_elements(By.CSS_SELECTOR, ".lm-Menu-item") if e.text.startswith("Run All Cells")])[0].click()
+        def started(d) -> bool:
+            # A code cell's prompt reads [*] while it waits or runs and [n] once it has run.
+            return any(re.search(r"\[(\*|\d+)\]", p.text)
+                       for p in d.find_elements(By.CSS_SELECTOR, ".jp-CodeCell .jp-InputPrompt"))
+
+        # Run > Run All Cells; once more should the first click not reach the kernel.
+        for attempt in (1, 2):
+            menu = next(e for e in driver.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-item")
+                        if e.text.strip() == "Run")
+            menu.click()
+            wait(10, "Run All Cells in the Run menu", lambda d: [
+                e for e in d.find_elements(By.CSS_SELECTOR, ".lm-Menu-item")
+                if e.text.startswith("Run All Cells")])[0].click()
+            try:
+                wait(60, "the first cell to start", started)
+                break
+            except TimeoutException:
+                if attempt == 2:
+                    raise
+                print("Run All Cells started no cell within 60 s; clicking it again")
 
         panel = wait(300, "the training panel",
                      lambda d: (d.find_elements(By.CSS_SELECTOR, ".course-panel") or [None])[0])
@@ -264,6 +299,10 @@ def test_notebook_00_training_panel_in_chromium(tmp_path):
             print("error outputs:", driver.execute_script(
                 "return Array.from(document.querySelectorAll('.jp-OutputArea-output[data-mime-type*=\"error\"],"
                 " .jp-OutputArea-output[data-mime-type*=\"stderr\"]'), e => e.innerText.trim().slice(-600));"))
+        try:
+            print("sessions:", api(base, token, "/api/sessions"))
+        except OSError as exc:
+            print("sessions: unavailable,", exc)
         print("jupyter.log (tail):\n" + (tmp_path / "jupyter.log").read_text(errors="replace")[-3000:])
         raise
     finally:
