@@ -7,8 +7,14 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from sklearn import metrics as skm
 from torch import Tensor
+
+
+def _skm():
+    """scikit-learn's metrics, imported on first use (importing sklearn costs about 1.5 s)."""
+    from sklearn import metrics
+
+    return metrics
 
 
 def _np(x: Tensor | np.ndarray) -> np.ndarray:
@@ -29,13 +35,13 @@ def topk_accuracy(logits: Tensor, labels: Tensor, ks: Sequence[int] = (1, 5)) ->
     for k in ks:
         if not 1 <= k <= n_classes:
             raise ValueError(f"k={k} must be between 1 and the number of classes ({n_classes})")
-        out[k] = float(skm.top_k_accuracy_score(y, scores, k=k, labels=np.arange(n_classes)))
+        out[k] = float(_skm().top_k_accuracy_score(y, scores, k=k, labels=np.arange(n_classes)))
     return out
 
 
 def confusion_matrix(labels: Tensor, preds: Tensor, num_classes: int, normalize: str | None = None) -> np.ndarray:
     """``(K, K)`` confusion matrix, rows = true class, columns = predicted class."""
-    return skm.confusion_matrix(_np(labels), _np(preds), labels=np.arange(num_classes), normalize=normalize)
+    return _skm().confusion_matrix(_np(labels), _np(preds), labels=np.arange(num_classes), normalize=normalize)
 
 
 def per_class_accuracy(labels: Tensor, preds: Tensor, num_classes: int) -> np.ndarray:
@@ -47,7 +53,7 @@ def per_class_accuracy(labels: Tensor, preds: Tensor, num_classes: int) -> np.nd
 
 def classification_report(labels: Tensor, preds: Tensor, class_names: Sequence[str]) -> str:
     """scikit-learn's per-class precision / recall / F1 text report."""
-    return skm.classification_report(_np(labels), _np(preds), labels=np.arange(len(class_names)),
+    return _skm().classification_report(_np(labels), _np(preds), labels=np.arange(len(class_names)),
                                      target_names=list(class_names), digits=4, zero_division=0)
 
 

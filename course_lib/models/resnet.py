@@ -32,7 +32,6 @@ from typing import Any, Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import ResNet18_Weights, resnet18
 
 __all__ = [
     "PretrainedUnavailableError",
@@ -52,6 +51,8 @@ class PretrainedUnavailableError(RuntimeError):
 
 
 def _imagenet_state_dict() -> dict[str, Tensor]:
+    from torchvision.models import ResNet18_Weights  # imported here: torchvision takes seconds to import
+
     weights = ResNet18_Weights.IMAGENET1K_V1
     try:
         return weights.get_state_dict(progress=False)
@@ -160,6 +161,8 @@ def resnet18_for(
         PretrainedUnavailableError: ``weights="imagenet"`` and the download failed.
         FileNotFoundError: ``weights`` is a path that does not exist.
     """
+    from torchvision.models import resnet18  # imported here: torchvision takes seconds to import
+
     model = resnet18(weights=None, num_classes=num_classes)
     if small_input or in_channels != 3:
         kernel, stride, padding = (3, 1, 1) if small_input else (7, 2, 3)
