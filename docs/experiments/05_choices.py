@@ -15,7 +15,8 @@ and compare the printed mean ± std.  Settings (name: what the notebook uses or 
   ``cnn-b128-12ep`` (12 epochs);
 - ``resnet`` (ResNet-18 from the course's Fashion-MNIST checkpoint, 1 epoch, lr 2e-3, label
   smoothing 0.1) / ``resnet-ls0`` / ``resnet-lr1e-3`` / ``resnet-lr4e-3`` / ``resnet-b64`` /
-  ``resnet-2ep`` (2 epochs) / ``resnet-2ep-freeze1`` (2 epochs, stem and layer1 frozen);
+  ``resnet-2ep`` (2 epochs) / ``resnet-2ep-freeze1`` (2 epochs, stem and layer1 frozen) /
+  ``resnet-lpft`` (LP-FT: the new head starts as a linear probe on 500 frozen-feature images per class);
 - ``lstm-b128`` (6 epochs, lr 3e-3, the earlier recipe) / ``lstm-b256`` (10 epochs, lr 5e-3) /
   ``lstm-b256-8ep`` (8 epochs, chosen) / ``lstm-b512`` / ``lstm-b512-8ep`` (batches of 512, lr 1e-2);
 - ``vit-plain`` / ``vit-stem``: the ViT with 7x7 pixel patches / with the 2-conv stem (chosen), 6 epochs;
@@ -32,6 +33,9 @@ Measured on the 2-core course machine (``--threads 1``, two scripts side by side
   single-seed noise; ``resnet-2ep`` 99.18 % (404 s), far outside it, but the second epoch costs
   about 110 s of the notebook's time, which the course's 45-minute quick budget cannot spare, so
   the quick profile keeps one epoch; ``resnet-2ep-freeze1`` 98.85 % (383 s): freezing gives the gain back;
+  ``resnet-lpft`` 97.93 % (209 s, beside a CI run): on this one-epoch schedule a probe-initialised
+  head *hurts* (seed 0 only; why was not investigated -- one guess is that the probe was fitted
+  on eval-mode BatchNorm features and training runs in batch statistics);
 - LSTM: ``lstm-b256-8ep`` 98.71 ± 0.04 % (seeds 0-1, about 150-190 s each), ``lstm-b512-8ep``
   98.60 ± 0.02 %, ``lstm-b512`` 98.78 % (seed 0, 184 s): eight epochs in batches of 256 are as good
   as ten, so the notebook trains eight;
@@ -45,10 +49,12 @@ import statistics
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from course_lib import augment as A
 from course_lib.comparison import train_model
+from course_lib.data import few_label_subset
 from course_lib.loader import TensorLoader
 from course_lib.models import ReportCNN, RowLSTM, ViT
 from course_lib.train import seed_everything
@@ -80,6 +86,27 @@ def _frozen_stem(model: nn.Module) -> nn.Module:
     return model
 
 
+_PROBE_IMAGES: dict[str, Any] = {}  # main() puts a class-balanced 500-per-class training subset here
+
+
+def _probe_initialised_head(model: nn.Module, C: float = 1.0) -> nn.Module:
+    """LP-FT (Kumar et al. 2022): start fine-tuning from a linear probe on the frozen features, not a random head.
+
+    The probe is fitted on 500 training images per class; its standardisation is folded
+    into ``fc`` so the network stays one ordinary ResNet-18.
+    """
+    from course_lib.evaluation import linear_probe
+    from course_lib.transfer import FrozenFeatures
+
+    x, y = _PROBE_IMAGES["images"], _PROBE_IMAGES["labels"]
+    head = linear_probe(FrozenFeatures(model, (MEAN, STD), device="cpu")(x), y, C=C).classifier
+    with torch.no_grad():
+        w = head.linear.weight / head.std
+        model.fc.weight.copy_(w)
+        model.fc.bias.copy_(head.linear.bias - (w * head.mean).sum(1))
+    return model
+
+
 CNN = Setting(lambda: ReportCNN(filters=(16, 32, 32)), 8, 3e-3, 1e-4, SHIFT_ROTATE, 128)
 RESNET = Setting(lambda: build_resnet18("course")[0], 1, 2e-3, 1e-4, None, 128, 0.1)
 LSTM = Setting(lambda: RowLSTM(hidden=128), 10, 5e-3, 0.0, None, 256)
@@ -99,6 +126,7 @@ SETTINGS = {
     "resnet-b64": replace(RESNET, batch_size=64),
     "resnet-2ep": replace(RESNET, epochs=2),
     "resnet-2ep-freeze1": replace(RESNET, epochs=2, build=lambda: _frozen_stem(build_resnet18("course")[0])),
+    "resnet-lpft": replace(RESNET, build=lambda: _probe_initialised_head(build_resnet18("course")[0])),
     "lstm-b128": replace(LSTM, epochs=6, lr=3e-3, batch_size=128),
     "lstm-b256": LSTM,
     "lstm-b256-8ep": replace(LSTM, epochs=8),
@@ -114,6 +142,8 @@ def main() -> None:
     args = parse_settings(__doc__, SETTINGS, seeds=[0, 1, 2])
     train, val = mnist_train_val()
     val_loader = TensorLoader(val.images, val.labels, 1000, normalize=(MEAN, STD))
+    probe_idx = few_label_subset(train.labels, 500, seed=0)
+    _PROBE_IMAGES.update(images=train.images[probe_idx], labels=train.labels[probe_idx])
     for name in args.settings:
         st = SETTINGS[name]
         accs = []
