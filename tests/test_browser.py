@@ -125,7 +125,7 @@ def api(base: str, token: str, path: str, body: dict | None = None) -> dict | li
         return json.load(r)
 
 
-def start_session(base: str, token: str, notebook: Path) -> str:
+def start_session(base: str, token: str, notebook: Path) -> None:
     """Start the notebook's kernel on the server before any browser opens the notebook.
 
     JupyterLab then joins this session instead of starting a kernel itself.  Left to the page,
@@ -135,9 +135,8 @@ def start_session(base: str, token: str, notebook: Path) -> str:
     waits for the page's kernel indicator to read idle, not for the server.)
     """
     kernel = nbformat.read(notebook, as_version=4).metadata.get("kernelspec", {}).get("name", "python3")
-    session = api(base, token, "/api/sessions",
-                  {"path": notebook.name, "name": notebook.name, "type": "notebook", "kernel": {"name": kernel}})
-    return session["kernel"]["id"]
+    api(base, token, "/api/sessions",
+        {"path": notebook.name, "name": notebook.name, "type": "notebook", "kernel": {"name": kernel}})
 
 
 def stop_jupyter(proc: subprocess.Popen, base: str, token: str) -> None:

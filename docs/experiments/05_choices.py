@@ -158,7 +158,7 @@ def main() -> None:
             model, extra = st.build(), {}
             if st.head_lr_mult != 1.0:  # two parameter groups, each with its own one-cycle peak
                 head = list(model.fc.parameters())
-                body = [p for p in model.parameters() if all(p is not h for h in head)]
+                body = [p for n, p in model.named_parameters() if not n.startswith("fc.")]
                 extra = {"optimizer": torch.optim.AdamW([{"params": body}, {"params": head}], lr=st.lr,
                                                         weight_decay=st.weight_decay),
                          "scheduler_kwargs": {"max_lr": [st.lr, st.lr * st.head_lr_mult]}}
