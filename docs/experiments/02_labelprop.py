@@ -1,0 +1,87 @@
+"""Validation runs behind notebook 02's label-propagation protocol (100 labels + the unlabelled pool).
+
+The notebook spreads each draw's 100 labels over the kNN graph of the unlabelled pool's
+frozen features (``course_lib.labelprop``) and classifies the test images by a weighted
+kNN vote (k = 20, T = 0.07, the kNN monitor's settings) of the pseudo-labelled pool.  Its settings (k, the similarity power, alpha, iterations) were fixed here,
+on the *validation* split (the same stratified 10 % of the MNIST training set, seed 0) with
+five *other* label draws (seeds 100-104) from the notebook's pool, so the test set plays no
+part in them.  Run from the repository root, e.g.
+
+    COURSE_DATA=../shared/data .venv/bin/python docs/experiments/02_labelprop.py moco-k10 pixels-k10 --threads 2
+
+Settings are ``<features>-k<k>``: features ``moco`` (the shipped ``checkpoints/moco-mnist.pt``),
+``random`` (a random-init encoder of the same shape) or ``pixels`` (raw pixels projected on their
+top 50 principal axes); k neighbours per image in the graph.  Each prints the pseudo-labels'
+accuracy on the pool and the validation accuracy of the kNN vote over them, mean ± std over
+the five draws; the plain 100-label probe is printed once per feature set for comparison.
+
+Measured on the 2-core course machine (``--threads 2``), validation accuracy over the five draws:
+
+    feature set   plain 100-label probe   pseudo-labels on the pool (k=10)   kNN on them (k=10)
+    moco          89.05 ± 0.86 %          97.09 ± 0.33 %                     96.95 ± 0.21 %
+    pixels        62.76 ± 1.73 % (PCA 50) 94.57 ± 0.75 %                     94.54 ± 0.63 %
+    random        54.40 ± 2.66 %          76.26 ± 2.32 %                     75.74 ± 2.35 %
+
+    moco-k5 96.67 ± 0.30 %, moco-k20 96.92 ± 0.24 % (kNN on the pseudo-labels): k = 10 is kept.
+
+A linear probe trained on the MoCo pseudo-labels (instead of the kNN vote) reached
+95.77 ± 0.36 % on validation: the features are not linearly separable enough for it to
+use pseudo-labels that are 97 % right, so the notebook uses the kNN vote.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from course_lib.checkpoints import load_checkpoint
+from course_lib.evaluation import class_balanced_indices, extract_features
+from course_lib.fewlabel import cv_probe_accuracy
+from course_lib.labelprop import label_propagation_accuracy, pca_project
+from course_lib.ssl.encoders import ConvEncoder
+from course_lib.ssl.recipes import MOCO_CONFIGS
+
+from _common import mnist_train_val, parse_settings  # the module beside this script
+
+DRAW_SEEDS = range(100, 105)
+SETTINGS = [f"{f}-k{k}" for f in ("moco", "random", "pixels") for k in (5, 10, 20, 50)]
+
+
+def features(kind: str, pool, val) -> tuple[torch.Tensor, torch.Tensor]:
+    if kind == "pixels":
+        return tuple(pca_project(pool.images, val.images, dim=50))
+    torch.manual_seed(0)
+    encoder = MOCO_CONFIGS["mnist"].encoder(1)
+    if kind == "moco":
+        state, _ = load_checkpoint("checkpoints/moco-mnist.pt")
+        encoder.load_state_dict(state)
+    return extract_features(encoder, pool.images), extract_features(encoder, val.images)
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f} %"
+
+
+def main() -> None:
+    args = parse_settings(__doc__, SETTINGS)
+    pool, val = mnist_train_val()
+    draws = [class_balanced_indices(pool.labels, 10, s) for s in DRAW_SEEDS]
+    cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for name in args.settings:
+        kind, k = name.split("-k")[0], int(name.split("-k")[1])
+        if kind not in cache:
+            cache[kind] = features(kind, pool, val)
+            ftr, fva = cache[kind]
+            plain = [cv_probe_accuracy(ftr[i], pool.labels[i], fva, val.labels)[0] for i in draws]
+            print(f"{kind:<7} plain 100-label probe: validation {mean_std(plain)}", flush=True)
+        ftr, fva = cache[kind]
+        t0 = time.perf_counter()
+        res = label_propagation_accuracy(ftr, pool.labels, fva, val.labels, draws, k=k)
+        print(f"{name:<10} pseudo-labels on the pool {mean_std(res['pseudo_label_acc'])}, kNN on them: validation "
+              f"{mean_std(res['test_acc'])} ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
