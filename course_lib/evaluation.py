@@ -330,6 +330,43 @@ def cv_select_C(
 
 
 @torch.no_grad()
+def knn_neighbours(train_features: Tensor, test_features: Tensor, k: int = 20,
+                   batch_size: int = 1024) -> tuple[Tensor, Tensor]:
+    """Cosine similarities and indices ``(N_test, k)`` of each test feature's ``k`` nearest training features.
+
+    Features are L2-normalised first; ``k`` larger than the training set is clamped to
+    it.  Kept apart from the vote (``knn_vote``) so that several labellings of the same
+    training set (e.g. pseudo-labels of several draws) share one neighbour search.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if test_features.shape[1:] != train_features.shape[1:]:
+        raise ValueError(
+            f"test features {tuple(test_features.shape)} and train features {tuple(train_features.shape)} differ in width"
+        )
+    dev = train_features.device
+    train = F.normalize(train_features.float().flatten(1), dim=1)
+    k = min(k, train.shape[0])
+    sims, idxs = [], []
+    for i in range(0, test_features.shape[0], batch_size):
+        q = F.normalize(test_features[i : i + batch_size].to(dev).float().flatten(1), dim=1)
+        sim, idx = (q @ train.T).topk(k, dim=1)
+        sims.append(sim)
+        idxs.append(idx)
+    return torch.cat(sims), torch.cat(idxs)
+
+
+def knn_vote(sim: Tensor, idx: Tensor, train_labels: Tensor, T: float = 0.07, num_classes: int | None = None) -> Tensor:
+    """Class predictions from ``knn_neighbours``: neighbour ``i`` votes for its class with weight ``exp(sim_i / T)``."""
+    if T <= 0:
+        raise ValueError(f"temperature T must be > 0, got {T}")
+    labels = train_labels.to(idx.device).long()
+    c = int(labels.max()) + 1 if num_classes is None else num_classes
+    votes = torch.zeros(idx.shape[0], c, device=idx.device)
+    votes.scatter_add_(1, labels[idx], (sim / T).exp())
+    return votes.argmax(1)
+
+
 def knn_classify(
     train_features: Tensor,
     train_labels: Tensor,
@@ -347,28 +384,10 @@ def knn_classify(
     the training set is clamped to it.
     """
     _check_pair(train_features, train_labels, "knn train")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
     if T <= 0:
         raise ValueError(f"temperature T must be > 0, got {T}")
-    if test_features.shape[1:] != train_features.shape[1:]:
-        raise ValueError(
-            f"test features {tuple(test_features.shape)} and train features {tuple(train_features.shape)} differ in width"
-        )
-    dev = train_features.device
-    train = F.normalize(train_features.float().flatten(1), dim=1)
-    labels = train_labels.to(dev).long()
-    c = int(labels.max()) + 1 if num_classes is None else num_classes
-    k = min(k, train.shape[0])
-    preds = []
-    for i in range(0, test_features.shape[0], batch_size):
-        q = F.normalize(test_features[i : i + batch_size].to(dev).float().flatten(1), dim=1)
-        sim, idx = (q @ train.T).topk(k, dim=1)
-        weights = (sim / T).exp()
-        votes = torch.zeros(q.shape[0], c, device=dev)
-        votes.scatter_add_(1, labels[idx], weights)
-        preds.append(votes.argmax(1))
-    return torch.cat(preds)
+    sim, idx = knn_neighbours(train_features, test_features, k, batch_size)
+    return knn_vote(sim, idx, train_labels, T, num_classes)
 
 
 def topk_accuracy(logits: Tensor, labels: Tensor, ks: Iterable[int] = (1, 5)) -> dict[int, float]:

@@ -113,27 +113,28 @@ def label_propagation_accuracy(pool_features: Tensor, pool_labels: Tensor, test_
                                num_classes: int | None = None) -> dict[str, list[float]]:
     """Per draw: propagate the draw's labels over the pool's kNN graph, then classify the test set.
 
-    The graph (``k`` neighbours) is built once and shared by every draw; ``alpha`` and
-    ``iters`` go to ``propagate_labels``.  A test image gets the weighted
-    kNN vote (``course_lib.evaluation.knn_classify``, ``knn_k`` neighbours, temperature
+    The graph (``k`` neighbours) and each test image's ``knn_k`` nearest pool images are
+    found once and shared by every draw; ``alpha`` and ``iters`` go to ``propagate_labels``.
+    A test image gets the weighted kNN vote (``course_lib.evaluation.knn_vote``, temperature
     ``T``) of the *pseudo-labelled* pool; the labelled images keep their true labels.
     ``pool_labels`` are read only at the drawn indices (and to score the pseudo-labels).
 
     Returns ``{"test_acc": [...], "pseudo_label_acc": [...]}``, one value per draw.
     """
-    from .evaluation import knn_classify
+    from .evaluation import knn_neighbours, knn_vote
 
     if len(pool_features) != len(pool_labels) or len(test_features) != len(test_labels):
         raise ValueError(f"features and labels must pair up: pool {len(pool_features)} vs {len(pool_labels)}, "
                          f"test {len(test_features)} vs {len(test_labels)}")
     classes = num_classes or int(pool_labels.max()) + 1
     graph = knn_graph(pool_features, k=k)
+    sim, nbr = knn_neighbours(pool_features, test_features, knn_k)  # one search, reused by every draw's labels
     out: dict[str, list[float]] = {"test_acc": [], "pseudo_label_acc": []}
     for idx in draws:
         idx = torch.as_tensor(idx).long()
         pseudo = propagate_labels(graph, idx, pool_labels[idx], classes, alpha=alpha, iters=iters).argmax(1)
         pseudo[idx] = pool_labels[idx]
         out["pseudo_label_acc"].append(float((pseudo == pool_labels).float().mean()))
-        pred = knn_classify(pool_features, pseudo, test_features, k=knn_k, T=T, num_classes=classes)
+        pred = knn_vote(sim, nbr, pseudo, T, classes)
         out["test_acc"].append(float((pred == test_labels).float().mean()))
     return out
