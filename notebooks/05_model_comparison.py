@@ -488,7 +488,7 @@ print(f"best validation mean: {best}; cheapest arm within one standard error of 
 EPOCHS = {**cfg["epochs"], "CNN": cfg["epochs"]["CNN"][CNN_FILTERS]}
 runs = {}
 for name in MODELS:
-    print(f"training {name} for {EPOCHS[name]} epochs on {len(train)} images ...", flush=True)
+    print(f"training {name} for {EPOCHS[name]} epoch{'s' * (EPOCHS[name] != 1)} on {len(train)} images ...", flush=True)
     runs[name] = train_one(name, train, EPOCHS[name], SEED)
     r = runs[name]
     print(f"  {r.params:,} parameters, {r.train_seconds:.0f} s, validation accuracy {r.val_acc:.4f}")
@@ -741,7 +741,7 @@ for r in rows:
                     f"{k}_images_per_s": r["images_per_second"]})
 metrics.update(ablation_metrics(sweep_results, prefix="cnn_sweep_val"))
 sched = {name: f"{p or 'all'}/class x {e} ep, batch {b}" for name, (p, e, b) in SEED_SCHEDULE.items()}
-notes = {f"{keys[n]}_test_acc": f"1 seed, {EPOCHS[n]} epochs on {N_TRAIN} images" for n in MODELS}
+notes = {f"{keys[n]}_test_acc": f"1 seed, {EPOCHS[n]} epoch{'s' * (EPOCHS[n] != 1)} on {N_TRAIN} images" for n in MODELS}
 notes.update({f"{keys[n]}_test_acc_std": f"{len(cfg['seeds'])} seeds, {sched[n]}" for n in MODELS})
 notes["resnet18_frozen_test_acc_std"] = (f"{len(cfg['seeds'])} draws of {SEED_SCHEDULE['ResNet-18'][0]}/class "
                                          "training images, C fixed")
