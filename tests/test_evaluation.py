@@ -13,6 +13,8 @@ from course_lib.evaluation import (
     few_label_protocol,
     finetune,
     knn_classify,
+    knn_neighbours,
+    knn_vote,
     linear_probe,
     linear_probe_on_backbone,
     same_state,
@@ -150,6 +152,20 @@ def test_knn_weights_votes_by_similarity():
     # two far neighbours of class 1 vs one very close neighbour of class 0
     assert knn_classify(train, labels, query, k=3, T=0.07).item() == 0
     assert knn_classify(train, labels, query, k=3, T=100.0).item() == 1  # ~uniform weights: majority
+
+
+def test_one_neighbour_search_serves_several_labellings():
+    train = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.1, 1.0]])
+    query = torch.tensor([[1.0, 0.05], [0.05, 1.0]])
+    sim, idx = knn_neighbours(train, query, k=2)
+    assert sim.shape == idx.shape == (2, 2) and idx[0, 0] == 0 and idx[1, 0] in (1, 2)
+    for labels in (torch.tensor([0, 1, 1]), torch.tensor([1, 0, 0]), torch.tensor([2, 2, 0])):
+        assert torch.equal(knn_vote(sim, idx, labels, T=0.07, num_classes=3),
+                           knn_classify(train, labels, query, k=2, T=0.07, num_classes=3))
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        knn_neighbours(train, query, k=0)
+    with pytest.raises(ValueError, match="differ in width"):
+        knn_neighbours(train, torch.ones(1, 3))
 
 
 def test_topk_accuracy():
