@@ -384,8 +384,6 @@ def knn_classify(
     the training set is clamped to it.
     """
     _check_pair(train_features, train_labels, "knn train")
-    if T <= 0:
-        raise ValueError(f"temperature T must be > 0, got {T}")
     sim, idx = knn_neighbours(train_features, test_features, k, batch_size)
     return knn_vote(sim, idx, train_labels, T, num_classes)
 

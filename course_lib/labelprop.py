@@ -11,7 +11,8 @@ Iscen et al., CVPR 2019) spreads the 100 labels along the unlabelled pool's kNN 
 2. ``propagate_labels``: iterate ``Z <- alpha * W_norm @ Z + (1 - alpha) * Y`` from the
    one-hot labels ``Y`` (zero rows for unlabelled images); each row of ``Z`` then scores
    the classes for one pool image;
-3. train the usual linear probe on the pool's pseudo-labels (``Z.argmax(1)``).
+3. classify each test image by the weighted kNN vote of the pseudo-labelled pool
+   (``Z.argmax(1)``), as ``label_propagation_accuracy`` does.
 
 The test set plays no part in the graph (the method is transductive on the
 *training* pool only), so the test accuracy is still measured once, on unseen images.
@@ -23,6 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .evaluation import knn_neighbours, knn_vote
 
 
 def knn_graph(features: Tensor, k: int = 10, power: float = 3.0, chunk: int = 4096) -> Tensor:
@@ -121,8 +124,6 @@ def label_propagation_accuracy(pool_features: Tensor, pool_labels: Tensor, test_
 
     Returns ``{"test_acc": [...], "pseudo_label_acc": [...]}``, one value per draw.
     """
-    from .evaluation import knn_neighbours, knn_vote
-
     if len(pool_features) != len(pool_labels) or len(test_features) != len(test_labels):
         raise ValueError(f"features and labels must pair up: pool {len(pool_features)} vs {len(pool_labels)}, "
                          f"test {len(test_features)} vs {len(test_labels)}")
