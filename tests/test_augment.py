@@ -37,6 +37,7 @@ RANDOM = {
     "resized_crop": lambda: A.RandomResizedCrop((8, 10)),
     "affine": lambda: A.RandomAffine(20, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=10, fill=0.5),
     "rotation": lambda: A.RandomRotation(30),
+    "elastic": lambda: A.ElasticDistortion(alpha=8, sigma=1.5),
     "erasing": lambda: A.RandomErasing(p=1.0),
     "cutout": lambda: A.Cutout(4),
     "noise": lambda: A.GaussianNoise(0.1),
@@ -216,6 +217,33 @@ def test_affine_translation_stays_within_its_range():
     assert dx.abs().max() > 1.0 and dy.abs().max() > 2.0  # the range is actually used
 
 
+def test_elastic_without_displacement_is_the_identity():
+    x = batch(3, 1, 28, 28)
+    assert torch.allclose(A.ElasticDistortion(alpha=0)(x, generator=gen()), x, atol=1e-5)
+
+
+def test_elastic_field_is_smooth_per_image_and_of_simards_size():
+    t = A.ElasticDistortion(alpha=34, sigma=4)
+    d = t.displacement(200, 28, 28, generator=gen())
+    assert d.shape == (200, 2, 28, 28)
+    # sigma=4, alpha=34 on 28 px moves a pixel by about 1.3 px (std), never by half the image
+    assert 0.8 < float(d.std()) < 2.0 and float(d.abs().max()) < 14
+    # smooth: neighbouring pixels move almost together (unsmoothed noise would not: correlation ~0)
+    a, b = d[..., 10:18, 10:17].flatten(), d[..., 10:18, 11:18].flatten()
+    assert float(torch.corrcoef(torch.stack([a, b]))[0, 1]) > 0.9
+    assert not torch.allclose(d[0], d[1]), "each image gets its own field"
+
+
+def test_elastic_moves_ink_without_creating_it():
+    x = torch.zeros(8, 1, 28, 28)
+    x[:, :, 8:20, 12:16] = 1.0  # a vertical stroke, well inside the image
+    y = A.ElasticDistortion(alpha=34, sigma=4)(x, generator=gen())
+    assert not torch.allclose(y, x, atol=1e-3)
+    assert float(y.min()) >= 0 and float(y.max()) <= 1 + 1e-6  # bilinear resampling: a convex combination
+    ratio = y.sum((1, 2, 3)) / x.sum((1, 2, 3))  # stretched parts gain ink, squeezed parts lose it
+    assert bool(((ratio > 0.4) & (ratio < 2.5)).all()), f"the stroke bends, it must not vanish or blow up: {ratio}"
+
+
 def test_random_erasing_paints_one_rectangle_of_the_right_size():
     x = torch.ones(50, 1, 20, 20)
     y = A.RandomErasing(p=1.0, scale=(0.1, 0.2), ratio=(0.5, 2.0), value=0.0)(x, gen())
@@ -368,6 +396,8 @@ def test_reprs_are_readable():
     (lambda: A.ColorJitter(brightness=-1), "brightness must be >= 0"),
     (lambda: A.PCALighting([1.0, 2.0], EIGVECS), "pca_lighting_from_data"),
     (lambda: A.Normalize([0.5], [0.0]), "std must be > 0"),
+    (lambda: A.ElasticDistortion(alpha=-1), "alpha .* must be a finite number >= 0"),
+    (lambda: A.ElasticDistortion(sigma=0), "sigma .* must be a finite number > 0.*Simard"),
     (lambda: A.Compose([A.RandomHorizontalFlip]), "not the class"),
 ])
 def test_constructor_validation_messages(make, match):

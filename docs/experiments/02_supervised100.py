@@ -66,6 +66,12 @@ SETTINGS = {
     "steps1000": replace(BASE, steps=1000),
     "mild": replace(BASE, augment=A.RandomAffine(degrees=10, translate=(0.1, 0.1))),
     "strong": replace(BASE, augment=A.RandomAffine(degrees=20, translate=(0.15, 0.15), scale=(0.8, 1.2), shear=15)),
+    "elastic": replace(BASE, augment=A.Compose([BASE.augment, A.ElasticDistortion(alpha=34, sigma=4)])),
+    "elastic-only": replace(BASE, augment=A.ElasticDistortion(alpha=34, sigma=4)),
+    "elastic-a20": replace(BASE, augment=A.Compose([BASE.augment, A.ElasticDistortion(alpha=20, sigma=4)])),
+    "elastic-1000": replace(BASE, steps=1000, augment=A.Compose([BASE.augment, A.ElasticDistortion(alpha=34, sigma=4)])),
+    "wide-elastic": replace(BASE, build=lambda: SmallCNN(1, 10, widths=(32, 64, 128)),
+                            augment=A.Compose([BASE.augment, A.ElasticDistortion(alpha=34, sigma=4)])),
 }
 
 
