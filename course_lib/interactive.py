@@ -413,6 +413,10 @@ AUGMENTATIONS: dict[str, AugmentationSpec] = {
         lambda s, sh, p: A.RandomAffine(degrees=30 * s, translate=(0.2 * s, 0.2 * s),
                                         scale=(1 - 0.3 * s, 1 + 0.3 * s), shear=20 * s),
         "1 = +-30 degrees, 20 % shift, +-30 % zoom, 20 degrees shear"),
+    "elastic": AugmentationSpec(
+        "ElasticDistortion",
+        lambda s, sh, p: A.ElasticDistortion(alpha=68 * s * sh[-1] / 28, sigma=4 * sh[-1] / 28),
+        "displacement scale: 1 = alpha 68 px, twice Simard's MNIST value (alpha and sigma scale with the side)"),
     "erasing": AugmentationSpec("RandomErasing",
                                 lambda s, sh, p: A.RandomErasing(p=1.0, scale=(0.02, 0.02 + 0.38 * s)),
                                 "largest erased area: 1 = 40 % of the image"),

@@ -36,9 +36,11 @@ import torch
 from torch import nn
 
 from course_lib import augment as A
-from course_lib.evaluation import class_balanced_indices
+from course_lib.checkpoints import load_checkpoint
+from course_lib.evaluation import class_balanced_indices, finetune
 from course_lib.fewlabel import accuracy_and_logits, train_supervised
 from course_lib.models import SmallCNN
+from course_lib.ssl.recipes import MOCO_CONFIGS
 
 from _common import mnist_train_val, parse_settings  # the module beside this script
 
@@ -55,6 +57,16 @@ class Setting:
     weight_decay: float = 5e-4
     augment: Any = field(default_factory=lambda: A.RandomAffine(degrees=15, translate=(0.1, 0.1),
                                                                 scale=(0.85, 1.15), shear=10))
+    finetune: bool = False  # fine-tune the MoCo reference encoder as notebook 02 does, instead of a fresh CNN
+
+
+def finetuned(s: Setting, x, y) -> nn.Module:
+    """Notebook 02's fine-tuning of ``checkpoints/moco-mnist.pt`` (AdamW, head lr 3e-3, encoder 3e-4)."""
+    encoder = MOCO_CONFIGS["mnist"].encoder(1)
+    load_checkpoint("checkpoints/moco-mnist.pt", encoder)
+    res = finetune(encoder, nn.Linear(encoder.feature_dim, 10), x, y, epochs=s.steps, lr=3e-3, backbone_lr=3e-4,
+                   weight_decay=1e-4, batch_size=128, train_transform=s.augment, seed=0)
+    return res.model
 
 
 BASE = Setting()
@@ -70,6 +82,15 @@ SETTINGS = {
     "elastic-only": replace(BASE, augment=A.ElasticDistortion(alpha=34, sigma=4)),
     "elastic-a20": replace(BASE, augment=A.Compose([BASE.augment, A.ElasticDistortion(alpha=20, sigma=4)])),
     "elastic-1000": replace(BASE, steps=1000, augment=A.Compose([BASE.augment, A.ElasticDistortion(alpha=34, sigma=4)])),
+    "elastic-only-a20": replace(BASE, augment=A.ElasticDistortion(alpha=20, sigma=4)),
+    "elastic-only-a50": replace(BASE, augment=A.ElasticDistortion(alpha=50, sigma=4)),
+    "elastic-only-s6": replace(BASE, augment=A.ElasticDistortion(alpha=50, sigma=6)),
+    "elastic-shift": replace(BASE, augment=A.Compose([A.RandomAffine(translate=(0.1, 0.1)),
+                                                     A.ElasticDistortion(alpha=34, sigma=4)])),
+    "elastic-rot": replace(BASE, augment=A.Compose([A.RandomAffine(degrees=10),
+                                                   A.ElasticDistortion(alpha=34, sigma=4)])),
+    "ft": replace(BASE, finetune=True, steps=150),
+    "ft-elastic": replace(BASE, finetune=True, steps=150, augment=A.ElasticDistortion(alpha=34, sigma=4)),
     "wide-elastic": replace(BASE, build=lambda: SmallCNN(1, 10, widths=(32, 64, 128)),
                             augment=A.Compose([BASE.augment, A.ElasticDistortion(alpha=34, sigma=4)])),
 }
@@ -83,6 +104,10 @@ def main() -> None:
         s, accs, t0 = SETTINGS[name], [], time.perf_counter()
         for idx in draws:
             torch.manual_seed(0)
+            if s.finetune:
+                model = finetuned(s, pool.images[idx], pool.labels[idx])
+                accs.append(accuracy_and_logits(model, val.images, val.labels)[0])
+                continue
             model = train_supervised(s.build(), pool.images[idx], pool.labels[idx], steps=s.steps, batch_size=100,
                                      lr=s.lr, weight_decay=s.weight_decay, transform=s.augment, seed=0)
             accs.append(accuracy_and_logits(model, val.images, val.labels)[0])
