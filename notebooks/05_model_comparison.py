@@ -78,7 +78,7 @@ cfg = resolve(PROFILE, {
               "frozen_per_class": 20, "seed_sweep": dict.fromkeys(MODELS[1:], (10, 1, 32)),
               "sweep_per_class": 10, "sweep_epochs": (1, 2)},
     "quick": {"threads": None, "n_per_class": None, "test_per_class": None, "speed_images": 500, "seeds": (0, 1, 2),
-              "epochs": {"CNN": {(16, 32, 32): 8, (64, 128, 128): 2}, "ResNet-18": 1, "LSTM": 8, "attention": 3, "ViT": 6},
+              "epochs": {"CNN": {(16, 32, 32): 8, (64, 128, 128): 2}, "ResNet-18": 2, "LSTM": 8, "attention": 3, "ViT": 6},
               "frozen_per_class": 500, "seed_sweep": {"ResNet-18": (100, 1, 32), "LSTM": (500, 2, 64),
                                                       "attention": (500, 2, 64), "ViT": (300, 3, 64)},
               "sweep_per_class": 100, "sweep_epochs": (5, 10)},
@@ -149,11 +149,11 @@ def subset(ds, per_class, seed):
 #   images, fine-tuned end to end from pretrained weights (see which below). The digits
 #   are not upsampled: the course checkpoint was trained on 28 px Fashion-MNIST with this
 #   stem, so its stages run at 7, 4, 2 and 1 px -- still ~33 M multiply-adds per image,
-#   about 40 times the small CNN, which is why it gets the fewest epochs: one in this
-#   profile. A second would help -- on the validation split one epoch reached 98.82 %,
-#   two 99.18 % (seed 0) -- but costs about 110 s, which the course's 45-minute budget
-#   does not have; freezing the stem and first stage to save time gave the gain back
-#   (98.85 %) and saved only 5 %. The `full` profile fine-tunes for five epochs.
+#   about 40 times the small CNN, which is why it gets the fewest epochs: two in this
+#   profile. On the validation split one epoch reached 98.82 %, two 99.18 % (seed 0);
+#   alone on the machine the second epoch costs about 70 s (158 s against 91 s).
+#   Freezing the stem and first stage to save time gave the gain back (98.85 %) and
+#   saved only 5 %. The `full` profile fine-tunes for five epochs.
 # - **LSTM**: one layer, 128 units, over the 28 rows, in batches of 256, 8 epochs (on
 #   validation 98.71 ± 0.04 % over seeds 0-1; ten epochs gave 98.52 % for seed 0 in an
 #   earlier run of this notebook);
