@@ -143,11 +143,11 @@ plt.show()
 # which is faster on CPU and computes the same thing.
 
 # %%
-SUP_AUG = {
-    "mnist": A.ElasticDistortion(alpha=34, sigma=4),
-    "fashion-mnist": A.Compose([A.RandomHorizontalFlip(), A.RandomAffine(translate=(0.1, 0.1), scale=(0.9, 1.1))]),
+SUP_AUG_NAME, SUP_AUG = {
+    "mnist": ("elastic", A.ElasticDistortion(alpha=34, sigma=4)),
+    "fashion-mnist": ("flip / shift / scale",
+                      A.Compose([A.RandomHorizontalFlip(), A.RandomAffine(translate=(0.1, 0.1), scale=(0.9, 1.1))])),
 }[DATASET]
-SUP_AUG_NAME = {"mnist": "elastic", "fashion-mnist": "flip / shift / scale"}[DATASET]
 
 
 def supervised_accs(make_model, images, labels, steps, transform=None, offline_copies=0):

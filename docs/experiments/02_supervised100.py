@@ -116,6 +116,7 @@ def finetuned(s: Setting, x, y) -> nn.Module:
 
 
 BASE = Setting()
+ELASTIC = A.ElasticDistortion(alpha=34, sigma=4)  # Simard et al.'s values for 28 px digits
 SETTINGS = {
     "base": BASE,
     "lr1e-2": replace(BASE, lr=1e-2),
@@ -124,29 +125,24 @@ SETTINGS = {
     "steps1000": replace(BASE, steps=1000),
     "mild": replace(BASE, augment=A.RandomAffine(degrees=10, translate=(0.1, 0.1))),
     "strong": replace(BASE, augment=A.RandomAffine(degrees=20, translate=(0.15, 0.15), scale=(0.8, 1.2), shear=15)),
-    "elastic": replace(BASE, augment=A.Compose([BASE.augment, A.ElasticDistortion(alpha=34, sigma=4)])),
-    "elastic-only": replace(BASE, augment=A.ElasticDistortion(alpha=34, sigma=4)),
+    "elastic": replace(BASE, augment=A.Compose([BASE.augment, ELASTIC])),
+    "elastic-only": replace(BASE, augment=ELASTIC),
     "elastic-a20": replace(BASE, augment=A.Compose([BASE.augment, A.ElasticDistortion(alpha=20, sigma=4)])),
-    "elastic-1000": replace(BASE, steps=1000, augment=A.Compose([BASE.augment, A.ElasticDistortion(alpha=34, sigma=4)])),
+    "elastic-1000": replace(BASE, steps=1000, augment=A.Compose([BASE.augment, ELASTIC])),
     "elastic-only-a20": replace(BASE, augment=A.ElasticDistortion(alpha=20, sigma=4)),
     "elastic-only-a50": replace(BASE, augment=A.ElasticDistortion(alpha=50, sigma=4)),
     "elastic-only-s6": replace(BASE, augment=A.ElasticDistortion(alpha=50, sigma=6)),
-    "elastic-shift": replace(BASE, augment=A.Compose([A.RandomAffine(translate=(0.1, 0.1)),
-                                                     A.ElasticDistortion(alpha=34, sigma=4)])),
-    "elastic-rot": replace(BASE, augment=A.Compose([A.RandomAffine(degrees=10),
-                                                   A.ElasticDistortion(alpha=34, sigma=4)])),
+    "elastic-shift": replace(BASE, augment=A.Compose([A.RandomAffine(translate=(0.1, 0.1)), ELASTIC])),
+    "elastic-rot": replace(BASE, augment=A.Compose([A.RandomAffine(degrees=10), ELASTIC])),
     "ft": replace(BASE, finetune=True, steps=150),
-    "ft-elastic": replace(BASE, finetune=True, steps=150, augment=A.ElasticDistortion(alpha=34, sigma=4)),
-    "ft-elastic-400": replace(BASE, finetune=True, steps=400, augment=A.ElasticDistortion(alpha=34, sigma=4)),
-    "ft-elastic-blr1e-3": replace(BASE, finetune=True, steps=150, backbone_lr=1e-3,
-                                  augment=A.ElasticDistortion(alpha=34, sigma=4)),
-    "ft-elastic-lpft": replace(BASE, finetune=True, steps=150, probe_first=100,
-                               augment=A.ElasticDistortion(alpha=34, sigma=4)),
+    "ft-elastic": replace(BASE, finetune=True, steps=150, augment=ELASTIC),
+    "ft-elastic-400": replace(BASE, finetune=True, steps=400, augment=ELASTIC),
+    "ft-elastic-blr1e-3": replace(BASE, finetune=True, steps=150, backbone_lr=1e-3, augment=ELASTIC),
+    "ft-elastic-lpft": replace(BASE, finetune=True, steps=150, probe_first=100, augment=ELASTIC),
     "byol-ft": replace(BASE, finetune=True, encoder="byol", steps=300),
-    "byol-ft-elastic": replace(BASE, finetune=True, encoder="byol", steps=300,
-                               augment=A.ElasticDistortion(alpha=34, sigma=4)),
+    "byol-ft-elastic": replace(BASE, finetune=True, encoder="byol", steps=300, augment=ELASTIC),
     "wide-elastic": replace(BASE, build=lambda: SmallCNN(1, 10, widths=(32, 64, 128)),
-                            augment=A.Compose([BASE.augment, A.ElasticDistortion(alpha=34, sigma=4)])),
+                            augment=A.Compose([BASE.augment, ELASTIC])),
 }
 
 
@@ -158,12 +154,9 @@ def main() -> None:
         s, accs, t0 = SETTINGS[name], [], time.perf_counter()
         for idx in draws:
             torch.manual_seed(0)
-            if s.finetune:
-                model = finetuned(s, pool.images[idx], pool.labels[idx])
-                accs.append(accuracy_and_logits(model, val.images, val.labels)[0])
-                continue
-            model = train_supervised(s.build(), pool.images[idx], pool.labels[idx], steps=s.steps, batch_size=100,
-                                     lr=s.lr, weight_decay=s.weight_decay, transform=s.augment, seed=0)
+            model = (finetuned(s, pool.images[idx], pool.labels[idx]) if s.finetune else
+                     train_supervised(s.build(), pool.images[idx], pool.labels[idx], steps=s.steps, batch_size=100,
+                                      lr=s.lr, weight_decay=s.weight_decay, transform=s.augment, seed=0))
             accs.append(accuracy_and_logits(model, val.images, val.labels)[0])
         print(f"{name:<10} validation {100 * statistics.mean(accs):.2f} ± {100 * statistics.stdev(accs):.2f} % "
               f"{[round(100 * a, 2) for a in accs]} ({time.perf_counter() - t0:.0f} s)", flush=True)

@@ -32,8 +32,9 @@ Measured on the 2-core course machine (``--threads 1``, two scripts side by side
   ``cnn-b128-lr2e-2`` 98.80 ± 0.04 %, ``cnn-b128-ls`` 98.96 ± 0.14 %, ``cnn-b128-shift`` 98.94 ± 0.11 %;
 - ResNet-18, seed 0 only (about 3.5 minutes each): ``resnet`` 98.82 %, ``resnet-ls0`` 98.88 %,
   ``resnet-lr4e-3`` 98.88 %, ``resnet-lr1e-3`` 98.78 %, ``resnet-b64`` 98.78 % -- all within
-  single-seed noise; ``resnet-2ep`` 99.18 % (404 s), far outside it; the quick profile trains two epochs
-  (the second costs about 70 s alone on the machine, see ``resnet-2ep-fused`` below); ``resnet-2ep-freeze1`` 98.85 % (383 s): freezing gives the gain back;
+  single-seed noise; ``resnet-2ep`` 99.18 % (404 s), far outside it, so the quick profile trains
+  two epochs (the second costs about 70 s alone on the machine, see ``resnet-2ep-fused`` below);
+  ``resnet-2ep-freeze1`` 98.85 % (383 s): freezing gives the gain back;
   ``resnet-lpft`` 97.93 % (209 s, beside a CI run): on this one-epoch schedule a probe-initialised
   head *hurts* (seed 0 only; why was not investigated -- one guess is that the probe was fitted
   on eval-mode BatchNorm features and training runs in batch statistics);
