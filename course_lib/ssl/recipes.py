@@ -58,10 +58,12 @@ class MoCoConfig:
     weight_decay: float = 5e-4
     epochs: int = 5
     warmup_epochs: float = 1.0
-    # view augmentation: crop scale, rotation, shear, erasing probability, flips
+    # view augmentation: crop scale, rotation, shear, elastic distortion (0 = off), erasing probability, flips
     crop_scale: tuple[float, float] = (0.5, 1.0)
     degrees: float = 15.0
     shear: float = 10.0
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 4.0
     erase_p: float = 0.3
     hflip: bool = False
     dataset: str = "mnist"
@@ -75,7 +77,9 @@ class MoCoConfig:
 
 
 MOCO_CONFIGS: dict[str, MoCoConfig] = {
-    "mnist": MoCoConfig(epochs=36),  # checkpoints/moco-mnist.pt: 36 epochs, about 2.5 min each on 1 CPU thread
+    # Elastic distortion instead of rotation/shear: 3-epoch validation probe (100 labels) 87.90 % vs 85.51 %
+    # (docs/experiments/02_moco_recipe.py).  checkpoints/moco-mnist.pt: 32 epochs, about 2.5 min each on 1 CPU thread.
+    "mnist": MoCoConfig(degrees=0.0, shear=0.0, elastic_alpha=34.0, epochs=32),
     # Clothes are not rotated or sheared, but are mirror-symmetric; smaller crops help.
     # checkpoints/moco-fashion-mnist.pt: 30 epochs, about 2.5 min each on 1 CPU thread.
     "fashion-mnist": MoCoConfig(dataset="fashion-mnist", crop_scale=(0.3, 1.0), degrees=0.0, shear=0.0,
@@ -84,17 +88,22 @@ MOCO_CONFIGS: dict[str, MoCoConfig] = {
 
 
 def moco_views(cfg: MoCoConfig) -> TwoViews:
-    """The two-view augmentation of ``cfg``: random resized crop, rotation/shear, erasing.
+    """The two-view augmentation of ``cfg``: random resized crop, rotation/shear, elastic
+    distortion, erasing.
 
     MNIST's strong cue is shape, so the views keep the digit recognisable: crops of
-    50-100 % of the image, small rotations and shears, and a small erased patch.
-    Colour jitter (central in ImageNet recipes) is meaningless on binary-ish digits.
+    50-100 % of the image, small rotations and shears, optionally Simard's elastic
+    distortion (strokes bend the way one writer's differ from another's), and a small
+    erased patch.  Colour jitter (central in ImageNet recipes) is meaningless on
+    binary-ish digits.
     """
     steps: list[A.Transform] = [A.RandomResizedCrop(28, scale=cfg.crop_scale, ratio=(0.8, 1.25))]
     if cfg.hflip:
         steps.append(A.RandomHorizontalFlip())
     if cfg.degrees or cfg.shear:
         steps.append(A.RandomAffine(degrees=cfg.degrees, shear=cfg.shear if cfg.shear else None))
+    if cfg.elastic_alpha > 0:
+        steps.append(A.ElasticDistortion(alpha=cfg.elastic_alpha, sigma=cfg.elastic_sigma))
     if cfg.erase_p > 0:
         steps.append(A.RandomErasing(p=cfg.erase_p, scale=(0.02, 0.15)))
     return TwoViews(A.Compose(steps))

@@ -45,6 +45,10 @@ SETTINGS = {
     "T0.3": replace(BASE, T=0.3),
     "crop0.2": replace(BASE, crop_scale=(0.2, 1.0)),
     "K1024": replace(BASE, K=1024),
+    "elastic": replace(BASE, elastic_alpha=34.0),
+    "elastic-noaffine": replace(BASE, elastic_alpha=34.0, degrees=0.0, shear=0.0),
+    "elastic-crop0.7": replace(BASE, elastic_alpha=34.0, crop_scale=(0.7, 1.0)),
+    "elastic-a50": replace(BASE, elastic_alpha=50.0),
 }
 
 
