@@ -33,6 +33,8 @@ def tiny_images(n: int = 32, seed: int = 0) -> torch.Tensor:
     ({"projection_dim": 0}, "projection_dim"),
     ({"crop_scale": (0.8, 0.5)}, "crop_scale"),
     ({"erase_p": 2.0}, "erase_p"),
+    ({"elastic_alpha": -1.0}, "elastic_alpha"),
+    ({"elastic_sigma": 0.0}, "elastic_sigma"),
     ({"widths": ()}, "widths"),
 ])
 def test_config_validation_names_the_field(kwargs, match):

@@ -4,6 +4,7 @@ the MoCo recipe helpers, the few-label helpers and ``course pretrain`` options."
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -146,6 +147,20 @@ def test_moco_views_and_configs():
         v1, v2 = moco_views(cfg)(torch.rand(4, 1, 28, 28), torch.Generator().manual_seed(0))
         assert v1.shape == (4, 1, 28, 28) and not torch.equal(v1, v2)
     assert MOCO_CONFIGS["mnist"].encoder().feature_dim == MOCO_CONFIGS["mnist"].widths[-1]
+
+
+def test_elastic_views_are_opt_in_and_bend_the_strokes():
+    plain = MoCoConfig(crop_scale=(1.0, 1.0), degrees=0.0, shear=0.0, erase_p=0.0)
+    assert "ElasticDistortion" not in repr(moco_views(plain))
+    elastic = replace(plain, elastic_alpha=34.0, elastic_sigma=4.0)
+    assert "ElasticDistortion(alpha=34.0, sigma=4.0" in repr(moco_views(elastic))
+    x = torch.zeros(2, 1, 28, 28)
+    x[:, :, 6:22, 12:16] = 1.0  # a vertical bar, the same in both images
+    v1, v2 = moco_views(elastic)(x, torch.Generator().manual_seed(0))
+    assert not torch.equal(v1, x) and not torch.equal(v1[0], v1[1])  # every image its own field
+    assert bool((v1.sum((1, 2, 3)) > 0.6 * x[0].sum()).all())  # the stroke bends; most of its ink stays
+    with pytest.raises(ValueError, match="alpha"):
+        moco_views(replace(plain, elastic_alpha=-1.0))
 
 
 def test_pretrain_moco_updates_the_encoder_and_keeps_plain_batchnorm():

@@ -102,7 +102,7 @@ def moco_views(cfg: MoCoConfig) -> TwoViews:
         steps.append(A.RandomHorizontalFlip())
     if cfg.degrees or cfg.shear:
         steps.append(A.RandomAffine(degrees=cfg.degrees, shear=cfg.shear if cfg.shear else None))
-    if cfg.elastic_alpha > 0:
+    if cfg.elastic_alpha:  # a negative alpha reaches ElasticDistortion, which says what is wrong
         steps.append(A.ElasticDistortion(alpha=cfg.elastic_alpha, sigma=cfg.elastic_sigma))
     if cfg.erase_p > 0:
         steps.append(A.RandomErasing(p=cfg.erase_p, scale=(0.02, 0.15)))
