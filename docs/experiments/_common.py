@@ -10,8 +10,9 @@ import torch
 from course_lib.data import ImageDataset, load_dataset, stratified_split
 
 
-def parse_settings(doc: str, settings: Iterable[str], seeds: list[int] | None = None) -> argparse.Namespace:
-    """``settings`` (one or more names), ``--threads`` and, if ``seeds`` is given, ``--seeds`` (that default).
+def parse_settings(doc: str, settings: Iterable[str], seeds: list[int] | None = None,
+                   epochs: int | None = None) -> argparse.Namespace:
+    """``settings`` (one or more names), ``--threads`` and, if given, ``--seeds`` / ``--epochs`` (those defaults).
 
     Sets torch's thread count when ``--threads`` is passed, so two scripts can share the machine.
     """
@@ -19,6 +20,8 @@ def parse_settings(doc: str, settings: Iterable[str], seeds: list[int] | None = 
     parser.add_argument("settings", nargs="+", choices=sorted(settings))
     if seeds is not None:
         parser.add_argument("--seeds", type=int, nargs="+", default=seeds)
+    if epochs is not None:
+        parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
