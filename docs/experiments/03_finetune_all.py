@@ -1,0 +1,79 @@
+"""Fine-tuning the whole BYOL encoder with every label (notebook 03), scored on the validation split.
+
+Notebook 03 first fine-tunes in the report's style: the encoder frozen except its last stage,
+no augmentation, a two-layer head.  This script measures what unfreezing *all* layers adds:
+the BYOL encoder of ``checkpoints/byol-mnist.pt`` (or a random-init encoder of the same shape,
+the control) plus a linear head, AdamW, the 100-label baseline's elastic distortion as online
+augmentation, every label of the notebook's training split (MNIST training split minus its
+stratified 10 % validation split, seed 0).  The accuracy after each epoch is on the
+*validation* split; the test set is never touched.  Run from the repository root, e.g.
+
+    COURSE_DATA=../shared/data .venv/bin/python docs/experiments/03_finetune_all.py byol random --threads 1 --epochs 3
+
+Settings: ``byol`` (encoder lr 1e-3, the head's) and ``byol-lr3e-4`` (encoder lr 3e-4),
+``byol-noaug`` (no augmentation), ``random`` (random init, lr 1e-3).
+
+Measured on the 2-core course machine with ``--threads 1`` beside two pretraining runs, with the
+BYOL checkpoint of commit 85f8ccc (16 epochs, rotation/shear views), validation accuracy after
+epochs 1, 2, 3:
+
+    byol      96.97 %   95.47 %   97.95 %   (187 s)
+
+A constant learning rate of 1e-3 for every layer gives a noisy curve and, after three epochs,
+no more than the report-style fine-tune of the notebook (97.7 % on test); a decaying learning
+rate is the obvious next step.  The other settings were not run yet (the machine was needed for
+pretraining).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from course_lib import augment as A
+from course_lib.checkpoints import load_checkpoint
+from course_lib.evaluation import finetune
+from course_lib.paths import checkpoints_dir
+from course_lib.ssl.byol_recipe import BYOL_CONFIGS
+
+from _common import mnist_train_val, parse_settings  # the module beside this script
+
+
+@dataclass(frozen=True)
+class Setting:
+    pretrained: bool = True
+    backbone_lr: float = 1e-3
+    augment: bool = True
+
+
+SETTINGS = {
+    "byol": Setting(),
+    "byol-lr3e-4": Setting(backbone_lr=3e-4),
+    "byol-noaug": Setting(augment=False),
+    "random": Setting(pretrained=False),
+}
+ELASTIC = A.ElasticDistortion(alpha=34, sigma=4)  # notebooks 02 and 03's 100-label augmentation
+
+
+def main() -> None:
+    args = parse_settings(__doc__, SETTINGS, epochs=3)
+    train, val = mnist_train_val()
+    for name in args.settings:
+        s, t0 = SETTINGS[name], time.perf_counter()
+        torch.manual_seed(0)
+        encoder = BYOL_CONFIGS["mnist"].encoder(1)
+        if s.pretrained:
+            load_checkpoint(checkpoints_dir() / "byol-mnist.pt", encoder)
+        res = finetune(encoder, nn.Linear(encoder.feature_dim, 10), train.images, train.labels,
+                       val_images=val.images, val_labels=val.labels, epochs=args.epochs, lr=1e-3,
+                       backbone_lr=s.backbone_lr, weight_decay=1e-4, batch_size=128,
+                       train_transform=ELASTIC if s.augment else None, seed=0)
+        per_epoch = " ".join(f"{100 * a:.2f}" for a in res.val_accuracy)
+        print(f"{name:<12} validation accuracy per epoch: {per_epoch} % ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
