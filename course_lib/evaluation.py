@@ -331,12 +331,14 @@ def cv_select_C(
 
 @torch.no_grad()
 def knn_neighbours(train_features: Tensor, test_features: Tensor, k: int = 20,
-                   batch_size: int = 1024) -> tuple[Tensor, Tensor]:
+                   batch_size: int = 1024, exclude_self: bool = False) -> tuple[Tensor, Tensor]:
     """Cosine similarities and indices ``(N_test, k)`` of each test feature's ``k`` nearest training features.
 
     Features are L2-normalised first; ``k`` larger than the training set is clamped to
     it.  Kept apart from the vote (``knn_vote``) so that several labellings of the same
     training set (e.g. pseudo-labels of several draws) share one neighbour search.
+    ``exclude_self`` (test set = training set, e.g. for a kNN graph): row ``i`` never
+    lists training item ``i``, even when another item is an exact duplicate of it.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -348,9 +350,15 @@ def knn_neighbours(train_features: Tensor, test_features: Tensor, k: int = 20,
     train = F.normalize(train_features.float().flatten(1), dim=1)
     k = min(k, train.shape[0])
     sims, idxs = [], []
+    if exclude_self and test_features.shape[0] != train.shape[0]:
+        raise ValueError(f"exclude_self needs the test set to be the training set; got {test_features.shape[0]} "
+                         f"and {train.shape[0]} rows")
     for i in range(0, test_features.shape[0], batch_size):
         q = F.normalize(test_features[i : i + batch_size].to(dev).float().flatten(1), dim=1)
-        sim, idx = (q @ train.T).topk(k, dim=1)
+        s = q @ train.T
+        if exclude_self:
+            s[torch.arange(len(s)), torch.arange(i, i + len(s))] = -2.0  # below any cosine similarity
+        sim, idx = s.topk(k, dim=1)
         sims.append(sim)
         idxs.append(idx)
     return torch.cat(sims), torch.cat(idxs)
@@ -422,6 +430,7 @@ class FinetuneResult:
     train_loss: list[float] = field(default_factory=list)
     train_accuracy: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)  # the head's learning rate at the end of each epoch
 
 
 def _matches(name: str, prefixes: Sequence[str]) -> bool:
@@ -472,6 +481,7 @@ def finetune(
     backbone_lr: float | None = None,
     weight_decay: float = 0.0,
     batch_size: int = 128,
+    schedule: str = "constant",
     train_transform: Transform | None = None,
     eval_transform: Transform | None = None,
     device: str | torch.device | None = None,
@@ -490,6 +500,9 @@ def finetune(
             e.g. ``("layer4",)`` or ``("layer3", "layer4")``.
         epochs, lr, weight_decay, batch_size: optimisation settings.
         backbone_lr: learning rate of the unfrozen backbone parameters (default ``lr``).
+        schedule: ``"constant"`` learning rates, or ``"cosine"``: every group's rate decays
+            to 0 along a cosine over all steps (a few epochs of fine-tuning with a constant
+            rate end on a noisy step; the decay settles them).
         train_transform: batched augmentation ``t(x)`` applied after scaling to [0, 1].
         eval_transform: deterministic transform for evaluation (e.g. normalisation);
             with a normalising ``train_transform``, pass the same normalisation here.
@@ -510,6 +523,8 @@ def finetune(
         _check_pair(val_images, val_labels, "val")  # type: ignore[arg-type]
     if epochs < 0 or batch_size < 1:
         raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {epochs} and {batch_size}")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
     prefixes = _unfrozen_prefixes(backbone, unfreeze)
     dev = torch.device(device) if device is not None else _module_device(backbone)
     model = Classifier(backbone, head).to(dev)
@@ -534,10 +549,13 @@ def finetune(
     if backbone_params:
         groups.append({"params": backbone_params, "lr": lr if backbone_lr is None else backbone_lr})
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    n = train_images.shape[0]
+    total_steps = max(1, epochs * math.ceil(n / batch_size))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, total_steps) / total_steps)) if schedule == "cosine" else 1.0)
 
     result = FinetuneResult(model=model)
     gen = torch.Generator().manual_seed(seed)
-    n = train_images.shape[0]
     was_training = model.training
     try:
         for _ in range(epochs):
@@ -559,12 +577,14 @@ def finetune(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                sched.step()
                 total_loss += float(loss.detach()) * idx.numel()
                 correct += int((logits.argmax(1) == yb).sum())
             if not math.isfinite(total_loss):
                 raise FloatingPointError("fine-tuning loss became NaN/inf; lower lr")
             result.train_loss.append(total_loss / n)
             result.train_accuracy.append(correct / n)
+            result.lr.append(opt.param_groups[0]["lr"])
             if val_images is not None:
                 result.val_accuracy.append(
                     _evaluate(model, val_images, val_labels, 2 * batch_size, dev, eval_transform)  # type: ignore[arg-type]

@@ -22,7 +22,6 @@ It is a semi-supervised protocol, not a linear probe on 100 labels: report it as
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .evaluation import knn_neighbours, knn_vote
@@ -42,17 +41,10 @@ def knn_graph(features: Tensor, k: int = 10, power: float = 3.0, chunk: int = 40
         raise ValueError(f"k must be between 1 and N - 1 = {n - 1} (neighbours per image), got {k}")
     if power <= 0:
         raise ValueError(f"power must be > 0 (3 sharpens the similarities), got {power}")
-    f = F.normalize(features.float(), dim=1)
-    sims, cols = [], []
-    for start in range(0, n, chunk):
-        s = f[start:start + chunk] @ f.T
-        s[torch.arange(len(s)), torch.arange(start, start + len(s))] = -2.0  # never one's own neighbour
-        v, j = s.topk(k, dim=1)
-        sims.append(v)
-        cols.append(j)
+    sims, cols = knn_neighbours(features, features, k, batch_size=chunk, exclude_self=True)
     rows = torch.arange(n).repeat_interleave(k)
-    w = torch.cat(sims).flatten().clamp(min=0) ** power
-    graph = torch.sparse_coo_tensor(torch.stack([rows, torch.cat(cols).flatten()]), w, (n, n),
+    w = sims.cpu().flatten().clamp(min=0) ** power
+    graph = torch.sparse_coo_tensor(torch.stack([rows, cols.cpu().flatten()]), w, (n, n),
                                     check_invariants=False)
     graph = (graph + graph.t()).coalesce()  # symmetric: an edge if either end picked the other
     idx, val = graph.indices(), graph.values()

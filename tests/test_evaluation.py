@@ -168,6 +168,15 @@ def test_one_neighbour_search_serves_several_labellings():
         knn_neighbours(train, torch.ones(1, 3))
 
 
+def test_exclude_self_skips_the_item_itself_even_next_to_its_duplicate():
+    x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])  # items 0 and 1 identical
+    _, idx = knn_neighbours(x, x, k=1, batch_size=3, exclude_self=True)  # batches cross the diagonal
+    assert idx.flatten().tolist() == [1, 0, 3, 2]
+    assert all(i not in row for i, row in enumerate(knn_neighbours(x, x, k=3, exclude_self=True)[1].tolist()))
+    with pytest.raises(ValueError, match="exclude_self needs the test set to be the training set"):
+        knn_neighbours(x, x[:2], k=1, exclude_self=True)
+
+
 def test_topk_accuracy():
     logits = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.2, 0.7], [0.5, 0.3, 0.2]])
     labels = torch.tensor([0, 1, 2])
@@ -190,6 +199,18 @@ def test_finetune_frozen_backbone_is_unchanged_and_head_learns(tiny_classificati
     assert res.train_loss[-1] < res.train_loss[0]
     assert res.val_accuracy[-1] > 0.8
     assert all(p.requires_grad for p in net.parameters())  # flags restored
+
+
+def test_finetune_cosine_schedule_decays_every_group_to_zero(tiny_classification):
+    images, labels = tiny_classification
+    res = finetune(bn_backbone(), nn.Linear(32, 4), images, labels, epochs=4, lr=0.05, backbone_lr=0.005,
+                   batch_size=64, schedule="cosine")
+    assert res.lr[0] < 0.05 and all(a > b for a, b in zip(res.lr, res.lr[1:])) and res.lr[-1] < 1e-9
+    assert res.train_loss[-1] < res.train_loss[0]
+    const = finetune(bn_backbone(), nn.Linear(32, 4), images, labels, epochs=2, lr=0.05, batch_size=64)
+    assert const.lr == [0.05, 0.05]
+    with pytest.raises(ValueError, match="schedule must be 'constant' or 'cosine'"):
+        finetune(bn_backbone(), nn.Linear(32, 4), images, labels, epochs=1, schedule="linear")
 
 
 def test_finetune_partial_unfreeze_trains_only_named_layers(tiny_classification):
