@@ -38,7 +38,7 @@
 # and its accuracy given with a 95 % confidence interval. The last section lists what
 # the report got wrong, with this notebook's numbers.
 #
-# Pretraining the reference takes over an hour of one CPU core (16 epochs), so the
+# Pretraining the reference took 51 minutes of one CPU core (16 epochs), so the
 # `quick` profile loads the course's reference checkpoint (`checkpoints/byol-mnist.pt`,
 # made by `course pretrain byol-mnist`); set `TRAIN = True` (or use the `full` profile)
 # to pretrain it here.
@@ -741,7 +741,8 @@ print(f"({len(y_tr)} labelled training images, {len(y_te)} test images, {time.pe
 # uses; it was chosen on the validation split with five other label draws
 # (`docs/experiments/02_supervised100.py`): 92.8 ± 1.2 % for the supervised CNN against
 # 89.3 ± 1.3 % with random rotation / shift / scale / shear, and 88.2 ± 3.7 % against
-# 83.0 ± 7.4 % when fine-tuning this notebook's BYOL encoder below.
+# 83.0 ± 7.4 % when fine-tuning (as below) the BYOL encoder of the course's previous
+# reference checkpoint.
 
 # %%
 SUP_AUG = A.ElasticDistortion(alpha=34, sigma=4)  # chosen on validation, see the note above

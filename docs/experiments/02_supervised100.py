@@ -61,6 +61,10 @@ way for 300 steps; there too elastic distortion is the better augmentation:
 
     byol-ft             (base's affine augmentation)          83.04 ± 7.35 %  (97 s, 2 threads)
     byol-ft-elastic     (elastic a34 s4)                      88.23 ± 3.74 %  (98 s, 2 threads)
+
+The fine-tuning rows used the reference checkpoints of commit 85f8ccc, pretrained with rotation
+and shear views; both were retrained with elastic views afterwards (``02_moco_recipe.py``), so
+re-running those settings now fine-tunes the new encoders.
 """
 
 from __future__ import annotations
