@@ -41,9 +41,10 @@ OPTIMIZERS = ("sgd", "adamw")
 class BYOLConfig:
     """Everything that defines a BYOL pretraining run on 28 px greyscale images.
 
-    Encoder and views are those of ``MoCoConfig`` (four plain conv stages, 256-d
-    features; crops of 50-100 %, small rotation/shear, a small erased patch), so the
-    two methods are compared on equal terms.  BYOL's own settings: projector and
+    Encoder and augmentation code are those of ``MoCoConfig`` (four plain conv stages,
+    256-d features; ``moco_views``: crops of 50-100 %, small rotation/shear or an
+    elastic distortion, a small erased patch).  The MNIST reference uses the elastic
+    distortion, which helped BYOL (see ``BYOL_CONFIGS``) but not MoCo.  BYOL's own settings: projector and
     predictor ``Linear-BN-ReLU-Linear`` with ``hidden_dim`` hidden units and
     ``projection_dim`` outputs (paper: 4096 / 256, for ResNet-50 on ImageNet),
     ``tau_base = 0.99`` (paper: 0.996 for 1000 epochs; a short run needs a faster
@@ -113,14 +114,14 @@ class BYOLConfig:
 
 
 BYOL_CONFIGS: dict[str, BYOLConfig] = {
-    # MoCo's MNIST views (elastic distortion, no rotation/shear), so the two methods stay comparable.
-    # checkpoints/byol-mnist.pt: 16 epochs, 51 min on 1 CPU thread (beside the MoCo run).
+    # Elastic distortion instead of MoCo's rotation/shear: validation kNN 96.27 % vs 95.12 %, 100-label probe
+    # 86.02 % vs 83.51 % (16 epochs each).  checkpoints/byol-mnist.pt: 16 epochs, 51 min on 1 CPU thread.
     "mnist": BYOLConfig(degrees=0.0, shear=0.0, elastic_alpha=34.0, epochs=16),
 }
 
 
 def byol_views(cfg: BYOLConfig) -> TwoViews:
-    """The two-view augmentation: exactly MoCo's (``moco_views``) with ``cfg``'s strengths."""
+    """The two-view augmentation: MoCo's code (``moco_views``) with ``cfg``'s strengths."""
     return moco_views(cfg)  # type: ignore[arg-type]  # reads crop_scale, hflip, degrees, shear, elastic_*, erase_p
 
 
