@@ -44,12 +44,12 @@ class BYOLConfig:
     Encoder and augmentation code are those of ``MoCoConfig`` (four plain conv stages,
     256-d features; ``moco_views``: crops of 50-100 %, small rotation/shear or an
     elastic distortion, a small erased patch).  The MNIST reference uses the elastic
-    distortion, which helped BYOL (see ``BYOL_CONFIGS``) but not MoCo.  BYOL's own settings: projector and
-    predictor ``Linear-BN-ReLU-Linear`` with ``hidden_dim`` hidden units and
-    ``projection_dim`` outputs (paper: 4096 / 256, for ResNet-50 on ImageNet),
-    ``tau_base = 0.99`` (paper: 0.996 for 1000 epochs; a short run needs a faster
-    target) raised to 1 along the cosine schedule, SGD with momentum (the paper's
-    LARS matters only for huge batches).
+    distortion, which helped BYOL (see ``BYOL_CONFIGS``) but not MoCo.  BYOL's own
+    settings: projector and predictor ``Linear-BN-ReLU-Linear`` with ``hidden_dim``
+    hidden units and ``projection_dim`` outputs (paper: 4096 / 256, for ResNet-50 on
+    ImageNet), ``tau_base = 0.99`` (paper: 0.996 for 1000 epochs; a short run needs a
+    faster target) raised to 1 along the cosine schedule, SGD with momentum (the
+    paper's LARS matters only for huge batches).
 
     ``tau_schedule="constant"`` keeps ``tau = tau_base`` throughout (what many
     re-implementations, and the report, do); ``"cosine"`` is the paper's schedule.
