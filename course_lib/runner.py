@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,13 @@ def gather(out: Path, names: list[str] | None = None,
     return timings, finished
 
 
+def command_line(names: list[str], profile: str, params: list[tuple[str, str]], gather: bool = False) -> str:
+    """The ``course run`` command that made a table, for its header: notebooks, profile, ``-p`` parameters."""
+    parts = ["course run", *names, f"--profile {profile}", *(["--gather"] if gather else []),
+             *(f"-p {k} {shlex.quote(v)}" for k, v in params)]
+    return " ".join(parts)
+
+
 def cli(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="course run", description=__doc__.split("\n\n")[0])
     ap.add_argument("names", nargs="*", help="notebooks to run (prefix like 01 or a name); default all")
@@ -112,7 +120,7 @@ def cli(argv: list[str]) -> int:
             raise SystemExit(f"no executed notebooks with papermill records in {out}; run `course run` first")
         table = results_table([r for r in load_results(out) if r["notebook"] in timings], timings)
         when = ", ".join(f"{k[:2]} {v}" for k, v in finished.items())
-        text = (f"# Results ({args.profile} profile)\n\nGathered by `course run --profile {args.profile} --gather` from "
+        text = (f"# Results ({args.profile} profile)\n\nGathered by `{command_line(args.names, args.profile, args.param, True)}` from "
                 f"notebooks executed one at a time (finished, UTC: {when}); sum of wall times "
                 f"{sum(timings.values()):.0f} s.\n\n{table}")
         (out / "RESULTS.md").write_text(text)
@@ -131,7 +139,8 @@ def cli(argv: list[str]) -> int:
             failures[nb.stem] = err
     total = time.perf_counter() - t_all
     table = results_table([r for r in load_results(out) if r["notebook"] in timings], timings)
-    text = f"# Results ({args.profile} profile)\n\nProduced by `course run --profile {args.profile}`; total {total:.0f} s.\n\n{table}"
+    text = (f"# Results ({args.profile} profile)\n\nProduced by `{command_line(args.names, args.profile, args.param)}`; "
+            f"total {total:.0f} s.\n\n{table}")
     if failures:
         text += "\nFailed notebooks:\n" + "".join(f"- {k}: {v}\n" for k, v in failures.items())
     (out / "RESULTS.md").write_text(text)

@@ -31,3 +31,14 @@ def test_gather_without_any_run_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "gather", lambda out, names=None: ({}, {}))
     with pytest.raises(SystemExit, match="run `course run` first"):
         runner.cli(["--gather", "--out", str(tmp_path)])
+
+
+def test_table_header_names_the_notebooks_and_parameters_it_was_run_with(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "notebooks", lambda names=None, directory=None: [Path("02_moco.ipynb")])
+    monkeypatch.setattr(runner, "run_notebook", lambda *a, **k: (True, 1.0, ""))
+    results = tmp_path / "RESULTS-fashion.md"
+    runner.cli(["02", "--profile", "smoke", "--out", str(tmp_path), "--results", str(results),
+                "-p", "DATASET", '"fashion-mnist"'])
+    header = results.read_text().splitlines()[2]
+    expected = "Produced by `course run 02 --profile smoke -p DATASET '\"fashion-mnist\"'`; total"
+    assert header.startswith(expected), header
