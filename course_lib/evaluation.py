@@ -349,10 +349,10 @@ def knn_neighbours(train_features: Tensor, test_features: Tensor, k: int = 20,
     dev = train_features.device
     train = F.normalize(train_features.float().flatten(1), dim=1)
     k = min(k, train.shape[0])
-    sims, idxs = [], []
     if exclude_self and test_features.shape[0] != train.shape[0]:
         raise ValueError(f"exclude_self needs the test set to be the training set; got {test_features.shape[0]} "
                          f"and {train.shape[0]} rows")
+    sims, idxs = [], []
     for i in range(0, test_features.shape[0], batch_size):
         q = F.normalize(test_features[i : i + batch_size].to(dev).float().flatten(1), dim=1)
         s = q @ train.T
@@ -550,9 +550,8 @@ def finetune(
         groups.append({"params": backbone_params, "lr": lr if backbone_lr is None else backbone_lr})
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     n = train_images.shape[0]
-    total_steps = max(1, epochs * math.ceil(n / batch_size))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, total_steps) / total_steps)) if schedule == "cosine" else 1.0)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * math.ceil(n / batch_size)))
+             if schedule == "cosine" else None)
 
     result = FinetuneResult(model=model)
     gen = torch.Generator().manual_seed(seed)
@@ -577,7 +576,8 @@ def finetune(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                sched.step()
+                if sched is not None:
+                    sched.step()
                 total_loss += float(loss.detach()) * idx.numel()
                 correct += int((logits.argmax(1) == yb).sum())
             if not math.isfinite(total_loss):

@@ -340,7 +340,7 @@ for bad in ((0, 0.99), (10, 1.2), (10, -0.1)):
 ### END HIDDEN TESTS
 
 # %%
-K_demo = byol_cfg.epochs * (54_000 // byol_cfg.batch_size)  # optimiser steps of the reference run (54,001 images)
+K_demo = byol_cfg.epochs * (len(pool_idx) // byol_cfg.batch_size)  # optimiser steps of the reference run
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot(tau_schedule(K_demo, byol_cfg.tau_base).numpy(), label="cosine (yours)")
 lib_steps = list(range(0, K_demo, K_demo // 20))

@@ -85,7 +85,7 @@ from course_lib.models import SmallCNN
 from course_lib.ssl.byol_recipe import BYOL_CONFIGS
 from course_lib.ssl.recipes import MOCO_CONFIGS
 
-from _common import mnist_train_val, parse_settings  # the module beside this script
+from _common import ELASTIC, mnist_train_val, parse_settings  # the module beside this script
 
 DRAW_SEEDS = range(100, 105)
 
@@ -120,7 +120,6 @@ def finetuned(s: Setting, x, y) -> nn.Module:
 
 
 BASE = Setting()
-ELASTIC = A.ElasticDistortion(alpha=34, sigma=4)  # Simard et al.'s values for 28 px digits
 SETTINGS = {
     "base": BASE,
     "lr1e-2": replace(BASE, lr=1e-2),

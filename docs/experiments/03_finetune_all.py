@@ -44,13 +44,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from course_lib import augment as A
 from course_lib.checkpoints import load_checkpoint
 from course_lib.evaluation import finetune
 from course_lib.paths import checkpoints_dir
 from course_lib.ssl.byol_recipe import BYOL_CONFIGS
 
-from _common import mnist_train_val, parse_settings  # the module beside this script
+from _common import ELASTIC, mnist_train_val, parse_settings  # the module beside this script
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,6 @@ SETTINGS = {
     "byol-cos": Setting(schedule="cosine"),
     "random-cos": Setting(pretrained=False, schedule="cosine"),
 }
-ELASTIC = A.ElasticDistortion(alpha=34, sigma=4)  # notebooks 02 and 03's 100-label augmentation
 
 
 def main() -> None:

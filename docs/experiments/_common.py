@@ -7,7 +7,10 @@ from collections.abc import Iterable
 
 import torch
 
+from course_lib import augment as A
 from course_lib.data import ImageDataset, load_dataset, stratified_split
+
+ELASTIC = A.ElasticDistortion(alpha=34, sigma=4)  # Simard et al.'s values for 28 px digits, notebooks 02 and 03's choice
 
 
 def parse_settings(doc: str, settings: Iterable[str], seeds: list[int] | None = None,
