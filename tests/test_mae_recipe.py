@@ -130,3 +130,18 @@ def test_registered_and_shipped_checkpoint_fits_the_config():
     _, meta = load_checkpoint(shipped, MAE_CONFIGS["cifar10"].model())
     assert meta["model_config"] == MAE_CONFIGS["cifar10"].model_kwargs()
     assert meta["metrics"]["val_probe_mean_acc_mae"] > meta["metrics"]["val_probe_mean_acc_random"]
+
+
+def test_checkpoint_records_the_commit_that_launched_the_run(tmp_path, monkeypatch):
+    """A commit landing while a long run trains must not be credited with the weights."""
+    import course_lib.checkpoints as checkpoints
+    import course_lib.data as data
+
+    fake = ImageDataset(torch.randint(0, 256, (96, 3, 32, 32), generator=torch.Generator().manual_seed(0),
+                                      dtype=torch.uint8), torch.arange(96) % 4, ["a", "b", "c", "d"], "cifar10", "train")
+    monkeypatch.setattr(data, "load_dataset", lambda name, split="train", root=None: fake)
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
+    commits = iter(["launch0", "later11", "later11", "later11"])
+    monkeypatch.setattr(checkpoints, "git_commit", lambda: next(commits))
+    _, meta = load_checkpoint(mae_recipe("cifar10")(out=tmp_path / "mae.pt", epochs=1, log=lambda _m: None))
+    assert meta["git_commit"] == "launch0" and meta["git_commit_at_save"] == "later11"

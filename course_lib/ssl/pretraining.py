@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from .. import checkpoints
 from ..checkpoints import save_checkpoint, tensor_checksum
 from ..paths import checkpoints_dir, runs_dir
 from .trainer import KNNMonitor, SSLHistory
@@ -46,6 +47,7 @@ class PretrainSetup:
     images: Tensor   # the unlabelled images pretraining uses (``train.images``, or its first ``limit``)
     monitor: KNNMonitor
     resume: Path
+    launch_commit: str | None = None  # HEAD when the run started: the code that trained it
 
     def raise_if_interrupted(self, history: SSLHistory) -> None:
         """After Ctrl-C the training loop returns early; stop the recipe here and say how to resume."""
@@ -61,7 +63,12 @@ class PretrainSetup:
         (e.g. a method's own ``history=`` dict).
         """
         path = Path(out) if out else checkpoints_dir() / f"{self.name}.pt"
+        commit_now = checkpoints.git_commit()
+        provenance: dict[str, Any] = {"git_commit": self.launch_commit}
+        if commit_now != self.launch_commit:  # commits landed while it trained; the launch one made it
+            provenance["git_commit_at_save"] = commit_now
         save_checkpoint(path, model.cpu(), {
+            **provenance,
             "name": self.name,
             "dataset": self.dataset,
             "dataset_checksum": tensor_checksum(self.train_full.images, self.train_full.labels),
@@ -121,4 +128,5 @@ def prepare_pretraining(
     log(f"{name}: {len(images)} unlabelled {dataset} images (training split minus a 10 % validation split), "
         f"{epochs} epochs, device {dev}, {torch.get_num_threads()} thread(s); resume file {resume}")
     torch.manual_seed(seed)
-    return PretrainSetup(name, dataset, epochs, seed, dev, train_full, train, val, images, monitor, resume)
+    return PretrainSetup(name, dataset, epochs, seed, dev, train_full, train, val, images, monitor, resume,
+                         launch_commit=checkpoints.git_commit())

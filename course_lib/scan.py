@@ -1,0 +1,192 @@
+"""SCAN's clustering step on frozen features: from good neighbourhoods to class clusters, without labels.
+
+A self-supervised encoder can have excellent *neighbourhoods* (an image's nearest
+neighbours in feature space are nearly all of its class: kNN is accurate) and still
+no obvious *clusters* (k-means on the features does not find the classes).  SCAN
+(Van Gansbeke et al., "Learning to classify images without labels", ECCV 2020)
+trains a classifier head to put every image in the same cluster as its mined
+neighbours, while keeping all clusters in use:
+
+    loss = -mean_i log <p(x_i), p(n_i)>  -  w * H(mean_i p(x_i))
+
+where ``p`` is the head's softmax, ``n_i`` a random one of ``x_i``'s ``k`` nearest
+neighbours, and ``H`` the entropy of the batch's average prediction (without it,
+one cluster for everything is a perfect answer to the first term).
+
+This module runs the step on *frozen* features with a *linear* head, so the result
+is a linear classifier of the features found without a single label.  Several heads
+train side by side from different random starts (the objective has poor local
+optima, e.g. two digits merged and one split), and the head with the lowest loss
+over the whole pool is kept: that choice uses no labels either.  A handful of
+labels then only has to *name* the clusters (``name_clusters``).
+
+Pieces: ``mine_neighbours`` (kNN by cosine similarity, self excluded),
+``scan_loss``, ``fit_scan_heads`` (train heads, keep the best), ``name_clusters``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .evaluation import LinearClassifier, knn_neighbours
+
+
+@dataclass
+class ScanLoss:
+    """The SCAN objective and its two parts (scalars)."""
+
+    total: Tensor
+    consistency: Tensor
+    entropy: Tensor
+
+
+def mine_neighbours(features: Tensor, k: int = 20) -> Tensor:
+    """Indices ``(N, k)`` of each feature's ``k`` most cosine-similar *other* features."""
+    if features.dim() != 2:
+        raise ValueError(f"features must be (N, D), got shape {tuple(features.shape)}")
+    if not 1 <= k < len(features):
+        raise ValueError(f"k must be between 1 and N - 1 = {len(features) - 1} (neighbours per item), got {k}")
+    return knn_neighbours(features, features, k, exclude_self=True)[1].cpu()
+
+
+def scan_loss(anchor_logits: Tensor, neighbour_logits: Tensor, entropy_weight: float = 2.0) -> ScanLoss:
+    """``-mean log <p_a, p_n> - entropy_weight * H(mean p_a)`` for a batch of (anchor, neighbour) logits.
+
+    The consistency term is 0 when every anchor and its neighbour get the same one-hot
+    prediction; the entropy term is largest (``log C``) when the batch uses all ``C``
+    clusters equally.  Gradients flow through both anchors and neighbours.
+    """
+    if anchor_logits.shape != neighbour_logits.shape or anchor_logits.dim() != 2:
+        raise ValueError(f"anchor and neighbour logits must both be (B, clusters); got "
+                         f"{tuple(anchor_logits.shape)} and {tuple(neighbour_logits.shape)}")
+    if entropy_weight < 0:
+        raise ValueError(f"entropy_weight must be >= 0 (it keeps all clusters in use), got {entropy_weight}")
+    pa, pn = anchor_logits.softmax(1), neighbour_logits.softmax(1)
+    consistency = -torch.log((pa * pn).sum(1).clamp_min(1e-8)).mean()
+    marginal = pa.mean(0)
+    entropy = -(marginal * marginal.clamp_min(1e-8).log()).sum()
+    return ScanLoss(consistency - entropy_weight * entropy, consistency, entropy)
+
+
+@dataclass
+class ScanResult:
+    """Outcome of ``fit_scan_heads``: the kept head and every head's final loss over the pool."""
+
+    head: LinearClassifier
+    chosen: int
+    losses: list[float] = field(default_factory=list)
+
+
+def _head_losses(logits: Tensor, neighbour_logits_of: list[Tensor], heads: int, clusters: int,
+                 entropy_weight: float) -> list[Tensor]:
+    """Per-head SCAN loss, averaged over the given neighbour columns."""
+    out = []
+    for h in range(heads):
+        sl = slice(h * clusters, (h + 1) * clusters)
+        out.append(torch.stack([scan_loss(logits[:, sl], nl[:, sl], entropy_weight).total
+                                for nl in neighbour_logits_of]).mean())
+    return out
+
+
+def fit_scan_heads(
+    features: Tensor,
+    neighbours: Tensor,
+    num_clusters: int,
+    *,
+    heads: int = 10,
+    epochs: int = 30,
+    batch_size: int = 512,
+    lr: float = 1e-3,
+    entropy_weight: float = 2.0,
+    seed: int = 0,
+) -> ScanResult:
+    """Train ``heads`` linear cluster heads on frozen ``features`` with ``scan_loss``; keep the lowest-loss one.
+
+    Features are z-scored with their own statistics (kept in the head, as in a linear
+    probe).  Each step takes ``batch_size`` anchors and one random mined neighbour of
+    each.  All heads see the same batches (one ``Linear`` with ``heads * num_clusters``
+    outputs, each block of ``num_clusters`` its own softmax); they differ in their random
+    start.  The kept head is the one with the lowest loss over the pool, averaged over
+    every neighbour column: a choice made without labels.
+
+    Args:
+        features: ``(N, D)`` frozen features of the unlabelled pool.
+        neighbours: ``(N, k)`` indices from ``mine_neighbours``.
+        num_clusters: clusters per head (the number of classes, to name them later).
+        heads, epochs, batch_size, lr, entropy_weight: the schedule (Adam) and the loss weight.
+        seed: seeds the heads' initialisation and the batches.
+    """
+    if features.dim() != 2:
+        raise ValueError(f"features must be (N, D), got shape {tuple(features.shape)}")
+    if neighbours.dim() != 2 or len(neighbours) != len(features):
+        raise ValueError(f"neighbours must be (N, k) with N = {len(features)} rows (from mine_neighbours), "
+                         f"got shape {tuple(neighbours.shape)}")
+    for name, value in {"num_clusters": num_clusters, "heads": heads, "epochs": epochs}.items():
+        if value < (2 if name == "num_clusters" else 1):
+            raise ValueError(f"{name} must be >= {2 if name == 'num_clusters' else 1}, got {value}")
+    if not 2 <= batch_size:
+        raise ValueError(f"batch_size must be >= 2 (the entropy term needs a batch), got {batch_size}")
+    x = features.detach().float().cpu()
+    nbr = neighbours.long().cpu()
+    mean, std = x.mean(0), x.std(0, unbiased=False)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    multi = LinearClassifier(mean, std, heads * num_clusters)
+    xs = multi.standardize(x)
+    opt = torch.optim.Adam(multi.linear.parameters(), lr=lr)
+    n, k = nbr.shape
+    batch_size = min(batch_size, n)
+    with torch.enable_grad():
+        for _ in range(epochs):
+            order = torch.randperm(n, generator=gen)
+            for i in range(0, n - batch_size + 1, batch_size):
+                idx = order[i:i + batch_size]
+                partner = nbr[idx, torch.randint(0, k, (len(idx),), generator=gen)]
+                la, ln = multi.linear(xs[idx]), multi.linear(xs[partner])
+                loss = torch.stack(_head_losses(la, [ln], heads, num_clusters, entropy_weight)).sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+    with torch.no_grad():
+        logits = multi.linear(xs)
+        losses = [float(v) for v in _head_losses(logits, [logits[nbr[:, j]] for j in range(k)], heads,
+                                                  num_clusters, entropy_weight)]
+    chosen = int(np.argmin(losses))
+    head = LinearClassifier(mean, std, num_clusters)
+    sl = slice(chosen * num_clusters, (chosen + 1) * num_clusters)
+    with torch.no_grad():
+        head.linear.weight.copy_(multi.linear.weight[sl])
+        head.linear.bias.copy_(multi.linear.bias[sl])
+    head.eval().requires_grad_(False)
+    return ScanResult(head=head, chosen=chosen, losses=losses)
+
+
+def name_clusters(clusters: Tensor, labels: Tensor, num_clusters: int, num_classes: int) -> Tensor:
+    """Class of each cluster ``(num_clusters,)``, from a few labelled examples' cluster ids and labels.
+
+    The best one-to-one assignment of clusters to classes on the labelled examples
+    (Hungarian algorithm); with more clusters than classes, the clusters left over take
+    the majority label of their labelled members (class 0 if they have none).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    if clusters.shape != labels.shape or clusters.dim() != 1 or len(labels) == 0:
+        raise ValueError(f"clusters and labels must be non-empty 1-d tensors of equal length, got "
+                         f"{tuple(clusters.shape)} and {tuple(labels.shape)}")
+    c, y = clusters.long().cpu(), labels.long().cpu()
+    if int(c.min()) < 0 or int(c.max()) >= num_clusters or int(y.min()) < 0 or int(y.max()) >= num_classes:
+        raise ValueError(f"cluster ids must lie in [0, {num_clusters}) and labels in [0, {num_classes})")
+    table = torch.zeros(num_clusters, num_classes, dtype=torch.long)
+    table.index_put_((c, y), torch.ones_like(c), accumulate=True)
+    names = table.argmax(1)
+    rows, cols = linear_sum_assignment(table.numpy(), maximize=True)
+    names[torch.as_tensor(rows)] = torch.as_tensor(cols)
+    return names
+
+
+__all__ = ["ScanLoss", "ScanResult", "fit_scan_heads", "mine_neighbours", "name_clusters", "scan_loss"]
