@@ -134,8 +134,11 @@ plt.show()
 #   It was chosen on the validation split with five other label draws
 #   (`docs/experiments/02_supervised100.py`): 92.8 ± 1.2 % against 89.3 ± 1.3 % for
 #   random rotation / shift / scale / shear, and stacking both was worse (85.1 %).
-#   On Fashion-MNIST (`DATASET="fashion-mnist"`) it is a mirror flip plus small
-#   shifts and zooms: clothes are not bent like pen strokes.
+#   On Fashion-MNIST (`DATASET="fashion-mnist"`) it is a mirror flip plus a crop
+#   of the image padded by 2 px: clothes are not bent like pen strokes. Chosen the
+#   same way (67.9 ± 0.9 % on validation against 66.7 ± 0.9 % for flips, shifts and
+#   zooms and 66.3 ± 0.6 % for none): on Fashion-MNIST augmentation moves the
+#   100-label CNN by about a point.
 #
 # A step is one batch of 100 images (the whole draw). The MLPs' number of steps was
 # checked on the *validation* split with five other label draws (100, 300 and 1,000
@@ -148,8 +151,7 @@ plt.show()
 # %%
 SUP_AUG_NAME, SUP_AUG = {
     "mnist": ("elastic", A.ElasticDistortion(alpha=34, sigma=4)),
-    "fashion-mnist": ("flip / shift / scale",
-                      A.Compose([A.RandomHorizontalFlip(), A.RandomAffine(translate=(0.1, 0.1), scale=(0.9, 1.1))])),
+    "fashion-mnist": ("flip / padded crop", A.Compose([A.RandomHorizontalFlip(), A.RandomCrop(28, padding=2)])),
 }[DATASET]
 
 

@@ -32,8 +32,11 @@ def parse_settings(doc: str, settings: Iterable[str], seeds: list[int] | None = 
     return args
 
 
-def mnist_train_val() -> tuple[ImageDataset, ImageDataset]:
-    """The notebooks' MNIST training and validation splits (stratified 10 %, seed 0); the test set is not loaded."""
-    full = load_dataset("mnist", "train")
+def mnist_train_val(dataset: str = "mnist") -> tuple[ImageDataset, ImageDataset]:
+    """The notebooks' training and validation splits of ``dataset`` (MNIST unless told; stratified 10 %, seed 0).
+
+    The test set is not loaded.
+    """
+    full = load_dataset(dataset, "train")
     train_idx, val_idx = stratified_split(full.labels, val_fraction=0.1, seed=0)
     return full.subset(train_idx), full.subset(val_idx)
