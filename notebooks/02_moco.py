@@ -760,7 +760,8 @@ print(f"({time.perf_counter() - t0:.0f} s)")
 # The result is a linear classifier of the same frozen features as the probe above,
 # fitted on the unlabelled pool: semi-supervised, like label propagation, not a
 # linear probe. It can only be as good as the neighbourhoods it starts from, so the
-# cell prints how many of the 20 neighbours share the image's class. The settings (20
+# cell prints how many of the 20 neighbours share the image's class (a diagnostic that
+# reads the pool's labels; SCAN itself never sees them). The settings (20
 # neighbours, entropy weight 2, ten heads, 30 epochs) were fixed on MNIST's validation
 # split (`docs/experiments/02_scan.py`).
 
