@@ -65,10 +65,14 @@ def tensor_checksum(*tensors: torch.Tensor) -> str:
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: dict[str, Any]) -> Path:
-    """Save ``model``'s weights with ``metadata`` (filled in with commit, machine, date)."""
+    """Save ``model``'s weights with ``metadata`` (filled in with commit, machine, date).
+
+    A ``git_commit`` in ``metadata`` (e.g. the commit a long run was launched from) wins
+    over HEAD at save time.
+    """
     meta = {
         "command": " ".join(shlex.quote(a) for a in sys.argv),
-        "git_commit": git_commit(),
+        "git_commit": metadata["git_commit"] if "git_commit" in metadata else git_commit(),
         "machine": machine_info(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **metadata,

@@ -125,10 +125,11 @@ def fit_scan_heads(
     if neighbours.dim() != 2 or len(neighbours) != len(features):
         raise ValueError(f"neighbours must be (N, k) with N = {len(features)} rows (from mine_neighbours), "
                          f"got shape {tuple(neighbours.shape)}")
-    for name, value in {"num_clusters": num_clusters, "heads": heads, "epochs": epochs}.items():
-        if value < (2 if name == "num_clusters" else 1):
-            raise ValueError(f"{name} must be >= {2 if name == 'num_clusters' else 1}, got {value}")
-    if not 2 <= batch_size:
+    if num_clusters < 2:
+        raise ValueError(f"num_clusters must be >= 2, got {num_clusters}")
+    if heads < 1 or epochs < 1:
+        raise ValueError(f"heads and epochs must be >= 1, got heads={heads}, epochs={epochs}")
+    if batch_size < 2:
         raise ValueError(f"batch_size must be >= 2 (the entropy term needs a batch), got {batch_size}")
     x = features.detach().float().cpu()
     nbr = neighbours.long().cpu()

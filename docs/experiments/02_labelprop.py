@@ -45,7 +45,7 @@ from course_lib.labelprop import label_propagation_accuracy, pca_project
 from course_lib.ssl.encoders import ConvEncoder
 from course_lib.ssl.recipes import MOCO_CONFIGS
 
-from _common import mnist_train_val, parse_settings  # the module beside this script
+from _common import parse_settings, train_val_split  # the module beside this script
 
 DRAW_SEEDS = range(100, 105)
 SETTINGS = [f"{f}-k{k}" for f in ("moco", "byol", "random", "pixels") for k in (5, 10, 20, 50)]
@@ -73,7 +73,7 @@ def mean_std(values: list[float]) -> str:
 
 def main() -> None:
     args = parse_settings(__doc__, SETTINGS)
-    pool, val = mnist_train_val()
+    pool, val = train_val_split()
     draws = [class_balanced_indices(pool.labels, 10, s) for s in DRAW_SEEDS]
     cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for name in args.settings:

@@ -52,7 +52,7 @@ import torch
 from course_lib.ssl.recipes import MOCO_CONFIGS, encoder_val_metrics, pretrain_moco
 from course_lib.ssl.trainer import KNNMonitor
 
-from _common import mnist_train_val, parse_settings  # the module beside this script
+from _common import parse_settings, train_val_split  # the module beside this script
 
 BASE = MOCO_CONFIGS["mnist"]
 SETTINGS = {
@@ -67,7 +67,7 @@ SETTINGS = {
 
 def main() -> None:
     args = parse_settings(__doc__, SETTINGS, epochs=3)
-    pool, val = mnist_train_val()
+    pool, val = train_val_split()
     mem = torch.randperm(len(pool), generator=torch.Generator().manual_seed(0))[:5000]
     monitor = KNNMonitor(pool.images[mem], pool.labels[mem], val.images[:2000], val.labels[:2000])
     for name in args.settings:

@@ -57,7 +57,7 @@ from course_lib.scan import fit_scan_heads, mine_neighbours, name_clusters, scan
 from course_lib.ssl.encoders import ConvEncoder
 from course_lib.ssl.recipes import MOCO_CONFIGS, encoder_val_metrics, moco_views
 
-from _common import mnist_train_val, parse_settings  # the module beside this script
+from _common import parse_settings, train_val_split  # the module beside this script
 
 SETTINGS = {"moco": ("moco-mnist", 2.0, 0), "moco-w5": ("moco-mnist", 5.0, 0), "byol": ("byol-mnist", 2.0, 0),
             "moco-joint": ("moco-mnist", 2.0, 2)}
@@ -89,7 +89,7 @@ def finetune_with_scan(encoder: ConvEncoder, head: nn.Module, images: Tensor, ne
 
 def main() -> None:
     args = parse_settings(__doc__, SETTINGS)
-    pool, val = mnist_train_val()
+    pool, val = train_val_split()
     for name in args.settings:
         ckpt, weight, joint_epochs = SETTINGS[name]
         t0 = time.perf_counter()

@@ -100,7 +100,7 @@ from course_lib.models import SmallCNN
 from course_lib.ssl.byol_recipe import BYOL_CONFIGS
 from course_lib.ssl.recipes import MOCO_CONFIGS
 
-from _common import ELASTIC, mnist_train_val, parse_settings  # the module beside this script
+from _common import ELASTIC, parse_settings, train_val_split  # the module beside this script
 
 DRAW_SEEDS = range(100, 105)
 
@@ -184,7 +184,7 @@ def main() -> None:
     for name in args.settings:
         s, accs, t0 = SETTINGS[name], [], time.perf_counter()
         if s.dataset not in splits:
-            splits[s.dataset] = mnist_train_val(s.dataset)
+            splits[s.dataset] = train_val_split(s.dataset)
         pool, val = splits[s.dataset]
         draws = [class_balanced_indices(pool.labels, 10, seed) for seed in DRAW_SEEDS]
         for idx in draws:

@@ -49,7 +49,7 @@ from course_lib.evaluation import finetune
 from course_lib.paths import checkpoints_dir
 from course_lib.ssl.byol_recipe import BYOL_CONFIGS
 
-from _common import ELASTIC, mnist_train_val, parse_settings  # the module beside this script
+from _common import ELASTIC, parse_settings, train_val_split  # the module beside this script
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ SETTINGS = {
 
 def main() -> None:
     args = parse_settings(__doc__, SETTINGS, epochs=3)
-    train, val = mnist_train_val()
+    train, val = train_val_split()
     for name in args.settings:
         s, t0 = SETTINGS[name], time.perf_counter()
         torch.manual_seed(0)

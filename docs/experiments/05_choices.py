@@ -65,7 +65,7 @@ from course_lib.models import ReportCNN, RowLSTM, ViT
 from course_lib.train import seed_everything
 from course_lib.transfer import build_resnet18
 
-from _common import mnist_train_val, parse_settings  # the module beside this script
+from _common import parse_settings, train_val_split  # the module beside this script
 
 MEAN, STD = [0.1307], [0.3081]
 SHIFT_ROTATE = A.RandomAffine(degrees=10, translate=(0.1, 0.1))  # the notebook's AUGMENT
@@ -150,7 +150,7 @@ SETTINGS = {
 
 def main() -> None:
     args = parse_settings(__doc__, SETTINGS, seeds=[0, 1, 2])
-    train, val = mnist_train_val()
+    train, val = train_val_split()
     val_loader = TensorLoader(val.images, val.labels, 1000, normalize=(MEAN, STD))
     probe_idx = few_label_subset(train.labels, 500, seed=0)
     _PROBE_IMAGES.update(images=train.images[probe_idx], labels=train.labels[probe_idx])

@@ -32,7 +32,7 @@ def parse_settings(doc: str, settings: Iterable[str], seeds: list[int] | None = 
     return args
 
 
-def mnist_train_val(dataset: str = "mnist") -> tuple[ImageDataset, ImageDataset]:
+def train_val_split(dataset: str = "mnist") -> tuple[ImageDataset, ImageDataset]:
     """The notebooks' training and validation splits of ``dataset`` (MNIST unless told; stratified 10 %, seed 0).
 
     The test set is not loaded.
