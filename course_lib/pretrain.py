@@ -21,6 +21,7 @@ from . import recipes, transfer
 from .ssl import recipes as ssl_recipes
 from .ssl.byol_recipe import byol_recipe
 from .ssl.mae_recipe import mae_recipe
+from .ssl.scan_recipe import moco_scan_recipe
 
 #: name -> (recipe function, one-line description).  A recipe takes ``out``, ``epochs``,
 #: ``seed``, ``root`` and ``device`` keyword arguments and returns the checkpoint path.
@@ -31,6 +32,10 @@ RECIPES: dict[str, tuple[Callable[..., Any], str]] = {
                    "notebook 02: MoCo v2, 28 px ConvEncoder (388 k params) on unlabelled MNIST"),
     "moco-fashion-mnist": (ssl_recipes.moco_recipe("fashion-mnist"),
                            "notebook 02: MoCo v2, 28 px ConvEncoder on unlabelled Fashion-MNIST"),
+    "moco-scan-mnist": (moco_scan_recipe("mnist"),
+                        "notebook 02: moco-mnist refined by SCAN (cluster heads + self-labelling), no labels"),
+    "moco-scan-fashion-mnist": (moco_scan_recipe("fashion-mnist"),
+                                "notebook 02: moco-fashion-mnist refined by SCAN, no labels"),
     "byol-mnist": (byol_recipe("mnist"),
                    "notebook 03: BYOL, the same 28 px ConvEncoder (388 k params) on unlabelled MNIST, cosine tau"),
     "mae-cifar10": (mae_recipe("cifar10"),
@@ -60,7 +65,7 @@ def cli(argv: list[str] | None = None) -> int:
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     if args.list or not args.name:
         for name, (_, doc) in RECIPES.items():
-            print(f"{name:<20} {doc}")
+            print(f"{name:<{max(map(len, RECIPES))}}  {doc}")
         return 0 if args.list else 2
     if args.name not in RECIPES:
         print(f"course pretrain: unknown checkpoint {args.name!r}; known: {', '.join(RECIPES)} "

@@ -20,19 +20,31 @@ optima, e.g. two digits merged and one split), and the head with the lowest loss
 over the whole pool is kept: that choice uses no labels either.  A handful of
 labels then only has to *name* the clusters (``name_clusters``).
 
+SCAN's last step, self-labelling, carries the clusters back into the *encoder*: the
+images the cluster head is confident about (softmax >= 0.99) become pseudo-labelled
+training data, and the encoder plus a new linear head learn them with cross-entropy on
+augmented views (classes weighted by their inverse frequency, so a large cluster cannot
+swallow a small one).  Afterwards the encoder's features are tight class clusters, and
+a plain linear probe with a handful of labels can find them.
+
 Pieces: ``mine_neighbours`` (kNN by cosine similarity, self excluded),
-``scan_loss``, ``fit_scan_heads`` (train heads, keep the best), ``name_clusters``.
+``scan_loss``, ``fit_scan_heads`` (train heads, keep the best), ``name_clusters``,
+``SelfLabel`` (the self-labelling loss as a model for ``train_ssl``) and ``self_label``.
 """
 
 from __future__ import annotations
 
+import copy
+import os
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from .evaluation import LinearClassifier, knn_neighbours
+from .evaluation import LinearClassifier, extract_features, knn_neighbours
+from .ssl.trainer import SSLHistory, train_ssl
 
 
 @dataclass
@@ -190,4 +202,117 @@ def name_clusters(clusters: Tensor, labels: Tensor, num_clusters: int, num_class
     return names
 
 
-__all__ = ["ScanLoss", "ScanResult", "fit_scan_heads", "mine_neighbours", "name_clusters", "scan_loss"]
+class SelfLabel(nn.Module):
+    """SCAN's self-labelling loss: ``forward(clean, augmented)`` -> weighted cross-entropy on confident images.
+
+    The *teacher* (a frozen copy of the encoder as it was, plus the frozen cluster head)
+    labels each clean image; only images whose top softmax reaches ``threshold`` count.
+    The *student* (``encoder``, trained in place, plus a new ``nn.Linear`` head) has to
+    predict that label from the augmented view.  ``class_weight`` (``(clusters,)``)
+    weights the cross-entropy per pseudo-class.  The teacher stays in eval mode and gets
+    no gradients, whatever ``train()`` says.
+    """
+
+    def __init__(self, encoder: nn.Module, cluster_head: nn.Module, num_clusters: int, *, threshold: float = 0.99,
+                 class_weight: Tensor | None = None) -> None:
+        super().__init__()
+        if not 0.0 <= threshold < 1.0:
+            raise ValueError(f"threshold must be in [0, 1) (a softmax confidence), got {threshold}")
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.feature_dim, num_clusters)
+        self.teacher = nn.Sequential(copy.deepcopy(encoder), copy.deepcopy(cluster_head)).eval().requires_grad_(False)
+        self.threshold = threshold
+        self.register_buffer("class_weight", torch.ones(num_clusters) if class_weight is None
+                             else class_weight.detach().float().clone())
+
+    def train(self, mode: bool = True) -> "SelfLabel":
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def pseudo_labels(self, clean: Tensor) -> tuple[Tensor, Tensor]:
+        """The teacher's cluster for each clean image and whether it is confident (``>= threshold``)."""
+        with torch.no_grad():
+            conf, target = self.teacher(clean).softmax(1).max(1)
+        return target, conf >= self.threshold
+
+    def forward(self, clean: Tensor, augmented: Tensor) -> Tensor:
+        target, confident = self.pseudo_labels(clean)
+        logits = self.head(self.encoder(augmented))
+        if not bool(confident.any()):
+            return logits.sum() * 0.0  # nothing confident in this batch: no signal, a zero gradient
+        return nn.functional.cross_entropy(logits[confident], target[confident], weight=self.class_weight)
+
+
+class CleanAndAugmented:
+    """``views(x, generator) -> (x, t(x))``: the teacher sees the image, the student an augmented view."""
+
+    def __init__(self, t: Callable[..., Tensor]) -> None:
+        self.t = t
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        return x, self.t(x, generator=generator)
+
+    def __repr__(self) -> str:
+        return f"CleanAndAugmented({self.t!r})"
+
+
+@dataclass
+class SelfLabelResult:
+    """Outcome of ``self_label``: the training history and how much of the pool was pseudo-labelled."""
+
+    history: SSLHistory
+    confident_fraction: float
+    cluster_sizes: list[int]
+
+
+def self_label(
+    encoder: nn.Module,
+    cluster_head: nn.Module,
+    images: Tensor,
+    augment: Callable[..., Tensor],
+    num_clusters: int,
+    *,
+    epochs: int = 6,
+    threshold: float = 0.99,
+    lr: float = 3e-4,
+    weight_decay: float = 1e-4,
+    batch_size: int = 128,
+    monitor: Callable[[nn.Module], float] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    max_steps_per_epoch: int | None = None,
+    log: Callable[[str], None] | None = print,
+) -> SelfLabelResult:
+    """Train ``encoder`` in place on the cluster head's confident pseudo-labels (SCAN's self-labelling step).
+
+    ``cluster_head`` maps the encoder's features to cluster logits (``fit_scan_heads``'
+    head).  The pool images it labels with confidence ``>= threshold`` are the training
+    set; the loop is ``train_ssl``'s (Adam, warm-up + cosine learning rate, resume file,
+    Ctrl-C), with ``augment`` (a batched ``course_lib.augment`` transform) making the
+    student's view.  No labels are used.
+    """
+    if len(images) < batch_size:
+        raise ValueError(f"need at least batch_size = {batch_size} images, got {len(images)}")
+    dev = torch.device(device) if device is not None else next(encoder.parameters()).device
+    with torch.no_grad():
+        conf, target = cluster_head(extract_features(encoder, images).to(dev)).softmax(1).max(1)
+    keep = torch.nonzero(conf >= threshold).squeeze(1).cpu()
+    if len(keep) < batch_size:
+        raise ValueError(f"only {len(keep)} of {len(images)} images reach confidence {threshold}; lower the threshold "
+                         "or train the cluster head longer")
+    sizes = torch.bincount(target[keep.to(target.device)].cpu(), minlength=num_clusters).float()
+    weight = sizes.sum() / (num_clusters * sizes.clamp_min(1.0))
+    model = SelfLabel(encoder, cluster_head, num_clusters, threshold=threshold, class_weight=weight).to(dev)
+    params = list(model.encoder.parameters()) + list(model.head.parameters())
+    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    history = train_ssl(model, images[keep], CleanAndAugmented(augment), epochs=epochs, batch_size=batch_size,
+                        optimizer=optimizer, backbone=encoder if monitor is not None else None, monitor=monitor,
+                        checkpoint=checkpoint, device=dev, seed=seed, max_steps_per_epoch=max_steps_per_epoch, log=log)
+    encoder.eval()
+    return SelfLabelResult(history, len(keep) / len(images), [int(v) for v in sizes])
+
+
+__all__ = ["CleanAndAugmented", "ScanLoss", "ScanResult", "SelfLabel", "SelfLabelResult", "fit_scan_heads",
+           "mine_neighbours", "name_clusters", "scan_loss", "self_label"]

@@ -88,3 +88,93 @@ def test_extra_clusters_take_their_majority_label():
     assert names[2].item() == 1 and names[3].item() == 0  # cluster 3 has no labelled member
     with pytest.raises(ValueError, match="labels in"):
         name_clusters(torch.tensor([0, 1]), torch.tensor([0, 5]), num_clusters=2, num_classes=2)
+
+
+# --------------------------------------------------------------------------- self-labelling
+
+
+def stripe_images(n_per: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tiny 8 px uint8 images of two kinds: a bright top half or a bright left half, with noise."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(2 * n_per, 1, 8, 8, generator=g) * 60
+    x[:n_per, :, :4, :] += 180
+    x[n_per:, :, :, :4] += 180
+    return x.clamp(0, 255).to(torch.uint8), torch.arange(2).repeat_interleave(n_per)
+
+
+class FixedHead(torch.nn.Module):
+    """A 'cluster head' that reads the class off the image statistics the encoder keeps: sharp or flat logits."""
+
+    def __init__(self, dim: int, scale: float) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(dim, 2)
+        self.scale = scale
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.scale * torch.tanh(self.linear(f))
+
+
+def test_self_label_teacher_is_frozen_in_eval_mode_and_only_student_and_new_head_learn():
+    from course_lib.scan import SelfLabel
+    from course_lib.ssl.encoders import ConvEncoder
+
+    torch.manual_seed(0)
+    enc = ConvEncoder(1, (4, 8))
+    model = SelfLabel(enc, FixedHead(8, 50.0), 2).train()
+    assert not model.teacher.training and model.encoder.training
+    assert all(not p.requires_grad for p in model.teacher.parameters())
+    x = stripe_images(8)[0].float() / 255
+    teacher_before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
+    loss = model(x, x.flip(3))
+    loss.backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert enc.features[0][0].weight.grad.abs().sum() > 0 and model.head.weight.grad.abs().sum() > 0
+    for k, v in model.teacher.state_dict().items():  # BatchNorm running stats of the teacher untouched too
+        assert torch.equal(v, teacher_before[k]), k
+
+
+def test_self_label_ignores_unconfident_images_and_weights_classes():
+    from course_lib.scan import SelfLabel
+    from course_lib.ssl.encoders import ConvEncoder
+
+    enc = ConvEncoder(1, (4, 8))
+    x = stripe_images(8)[0].float() / 255
+    flat = SelfLabel(enc, FixedHead(8, 0.01), 2, threshold=0.99)  # softmax ~0.5 everywhere: nothing confident
+    _, confident = flat.pseudo_labels(x)
+    assert not confident.any()
+    loss = flat(x, x)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert enc.features[0][0].weight.grad.abs().sum() == 0
+    w = torch.tensor([1.0, 3.0])
+    sharp = SelfLabel(enc, FixedHead(8, 500.0), 2, class_weight=w)
+    target, confident = sharp.pseudo_labels(x)
+    assert confident.any()
+    logits = sharp.head(enc(x))
+    expected = torch.nn.functional.cross_entropy(logits[confident], target[confident], weight=w)
+    assert sharp(x, x).item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="threshold"):
+        SelfLabel(enc, FixedHead(8, 1.0), 2, threshold=1.0)
+
+
+def test_self_label_trains_the_encoder_on_confident_clusters_and_its_loss_falls():
+    from course_lib.augment import RandomResizedCrop
+    from course_lib.evaluation import extract_features
+    from course_lib.scan import self_label
+    from course_lib.ssl.encoders import ConvEncoder
+
+    torch.manual_seed(0)
+    images, labels = stripe_images(64)
+    enc = ConvEncoder(1, (8, 16))
+    f = extract_features(enc, images)
+    res = fit_scan_heads(f, mine_neighbours(f, k=5), 2, heads=4, epochs=40, batch_size=64)
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    out = self_label(enc, res.head, images, RandomResizedCrop(8, scale=(0.7, 1.0)), 2, epochs=6, threshold=0.6,
+                     lr=3e-3, batch_size=32, log=None)
+    assert 0 < out.confident_fraction <= 1 and sum(out.cluster_sizes) == round(out.confident_fraction * len(images))
+    losses = [r["loss"] for r in out.history.records]
+    assert losses[-1] < losses[0]
+    assert any(not torch.equal(v, enc.state_dict()[k]) for k, v in before.items())
+    assert not enc.training
+    with pytest.raises(ValueError, match="lower the threshold"):
+        self_label(enc, FixedHead(16, 0.01), images, RandomResizedCrop(8), 2, threshold=0.99, batch_size=32, log=None)

@@ -302,3 +302,38 @@ def test_moco_recipe_trains_evaluates_and_saves_provenance(tmp_path, monkeypatch
     assert any("resume file" in line for line in logs)
     with pytest.raises(ValueError, match="known"):
         moco_recipe("cifar10")
+
+
+def test_moco_scan_recipe_starts_from_the_moco_checkpoint_and_records_it(tmp_path, monkeypatch):
+    """End to end on 300 fake digits: base checkpoint required, validation held out, provenance kept."""
+    import dataclasses
+
+    import course_lib.data as data
+    import course_lib.ssl.scan_recipe as sr
+    from course_lib.checkpoints import load_checkpoint, save_checkpoint
+    from course_lib.data import ImageDataset
+
+    g = torch.Generator().manual_seed(0)
+    fake = ImageDataset(torch.randint(0, 256, (300, 1, 28, 28), generator=g, dtype=torch.uint8),
+                        torch.arange(300) % 10, [str(i) for i in range(10)], "mnist", "train")
+    monkeypatch.setattr(data, "load_dataset", lambda name, split="train", root=None: fake)
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setitem(sr.SCAN_CONFIGS, "mnist", dataclasses.replace(sr.SCAN_CONFIGS["mnist"], scan_epochs=2,
+                                                                      heads=2, threshold=0.0, batch_size=64))
+    with pytest.raises(FileNotFoundError, match="course pretrain moco-mnist"):
+        sr.moco_scan_recipe("mnist")(out=tmp_path / "x.pt", base=tmp_path / "missing.pt", log=lambda _: None)
+    base = save_checkpoint(tmp_path / "moco.pt", MOCO_CONFIGS["mnist"].encoder(1),
+                           {"model_config": MOCO_CONFIGS["mnist"].encoder(1).config(), "metrics": {"x": 1}})
+    logs: list[str] = []
+    out = sr.moco_scan_recipe("mnist")(out=tmp_path / "scan.pt", base=base, epochs=1, log=logs.append)
+    encoder = MOCO_CONFIGS["mnist"].encoder(1)
+    _, meta = load_checkpoint(out, encoder)
+    assert meta["pretrain_images"] == 270 and meta["confident_fraction"] == 1.0  # threshold 0 keeps every image
+    assert meta["base_checkpoint"]["sha256"] == sr.file_sha256(base) and meta["base_checkpoint"]["metrics"] == {"x": 1}
+    assert len(meta["scan_losses"]) == 2 and sum(meta["cluster_sizes"]) == 270
+    assert len(meta["metrics"]["val_probe100_acc_per_draw"]) == 5
+    base_encoder = MOCO_CONFIGS["mnist"].encoder(1)
+    load_checkpoint(base, base_encoder)
+    assert any(not torch.equal(a, b) for a, b in zip(encoder.state_dict().values(), base_encoder.state_dict().values()))
+    with pytest.raises(ValueError, match="known"):
+        sr.moco_scan_recipe("cifar10")

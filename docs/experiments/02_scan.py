@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -53,14 +54,31 @@ from course_lib.checkpoints import load_checkpoint
 from course_lib.clustering import matched_accuracy
 from course_lib.evaluation import class_balanced_indices, extract_features
 from course_lib.paths import checkpoints_dir
-from course_lib.scan import fit_scan_heads, mine_neighbours, name_clusters, scan_loss
+from course_lib.scan import fit_scan_heads, mine_neighbours, name_clusters, scan_loss, self_label
 from course_lib.ssl.encoders import ConvEncoder
 from course_lib.ssl.recipes import MOCO_CONFIGS, encoder_val_metrics, moco_views
 
 from _common import parse_settings, train_val_split  # the module beside this script
 
-SETTINGS = {"moco": ("moco-mnist", 2.0, 0), "moco-w5": ("moco-mnist", 5.0, 0), "byol": ("byol-mnist", 2.0, 0),
-            "moco-joint": ("moco-mnist", 2.0, 2)}
+@dataclass(frozen=True)
+class Setting:
+    checkpoint: str = "moco-mnist"
+    entropy_weight: float = 2.0
+    joint_epochs: int = 0        # SCAN's second stage (encoder + head on the SCAN loss)
+    self_label_epochs: int = 0   # SCAN's third stage (course_lib.scan.self_label)
+    self_label_lr: float = 3e-4
+    threshold: float = 0.99
+
+
+SETTINGS = {"moco": Setting(), "moco-w5": Setting(entropy_weight=5.0), "byol": Setting("byol-mnist"),
+            "moco-joint": Setting(joint_epochs=2),
+            "moco-selflabel3": Setting(self_label_epochs=3), "moco-selflabel6": Setting(self_label_epochs=6),
+            "moco-selflabel10": Setting(self_label_epochs=10),
+            "moco-selflabel6-t0.9": Setting(self_label_epochs=6, threshold=0.9),
+            "moco-selflabel6-t0": Setting(self_label_epochs=6, threshold=0.0),
+            "moco-selflabel6-lr1e-3": Setting(self_label_epochs=6, self_label_lr=1e-3),
+            "moco-selflabel10-t0": Setting(self_label_epochs=10, threshold=0.0),
+            "moco-selflabel6-t0-lr1e-3": Setting(self_label_epochs=6, threshold=0.0, self_label_lr=1e-3)}
 
 
 def finetune_with_scan(encoder: ConvEncoder, head: nn.Module, images: Tensor, neighbours: Tensor, epochs: int,
@@ -91,7 +109,8 @@ def main() -> None:
     args = parse_settings(__doc__, SETTINGS)
     pool, val = train_val_split()
     for name in args.settings:
-        ckpt, weight, joint_epochs = SETTINGS[name]
+        st = SETTINGS[name]
+        ckpt, weight, joint_epochs = st.checkpoint, st.entropy_weight, st.joint_epochs
         t0 = time.perf_counter()
         path = checkpoints_dir() / f"{ckpt}.pt"
         encoder = ConvEncoder(**load_checkpoint(path)[1]["model_config"])
@@ -100,6 +119,13 @@ def main() -> None:
         neighbours = mine_neighbours(f_pool, k=20)
         purity = float((pool.labels[neighbours] == pool.labels[:, None]).float().mean())
         res = fit_scan_heads(f_pool, neighbours, 10, entropy_weight=weight)
+        if st.self_label_epochs:
+            sl = self_label(encoder, res.head, pool.images, moco_views(MOCO_CONFIGS["mnist"]).t1, 10,
+                            epochs=st.self_label_epochs, lr=st.self_label_lr, threshold=st.threshold, log=None)
+            print(f"{name:<8} {100 * sl.confident_fraction:.1f} % of the pool pseudo-labelled; after "
+                  f"{st.self_label_epochs} epochs of self-labelling: 100-label probe on the encoder "
+                  f"{100 * encoder_val_metrics(encoder, pool, val)[0]['val_probe100_acc_mean']:.2f} % "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
         if joint_epochs:
             finetune_with_scan(encoder, res.head, pool.images, neighbours, joint_epochs, weight)
             f_pool, f_val = extract_features(encoder, pool.images), extract_features(encoder, val.images)
