@@ -191,6 +191,22 @@ def test_reference_checkpoint_has_provenance_and_fits_the_config():
     assert len(meta["history"]["records"]) == meta["epochs"]
 
 
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_scan_checkpoint_was_refined_from_the_shipped_moco_checkpoint(dataset):
+    scan_path, base_path = REPO / "checkpoints" / f"moco-scan-{dataset}.pt", REPO / "checkpoints" / f"moco-{dataset}.pt"
+    if not scan_path.exists():
+        pytest.skip(f"checkpoints/moco-scan-{dataset}.pt not built yet (course pretrain moco-scan-{dataset})")
+    from course_lib.checkpoints import load_checkpoint
+    from course_lib.ssl.scan_recipe import SCAN_CONFIGS, file_sha256
+
+    enc = MOCO_CONFIGS[dataset].encoder()
+    _, meta = load_checkpoint(scan_path, enc)
+    assert meta["base_checkpoint"]["sha256"] == file_sha256(base_path)  # rebuild it if moco-<dataset>.pt changes
+    assert meta["scan_config"] == SCAN_CONFIGS[dataset].to_dict() and meta["model_config"] == enc.config()
+    assert len(meta["history"]["records"]) == meta["epochs"]
+
+
 # --------------------------------------------------------------------------- few labels
 
 
@@ -280,18 +296,25 @@ def test_probe_accuracy_few_labels_gives_one_accuracy_per_draw(tiny_classificati
     assert len(accs) == 3 and all(a > 0.8 for a in accs)
 
 
-def test_moco_recipe_trains_evaluates_and_saves_provenance(tmp_path, monkeypatch):
-    """End to end on 300 fake 28 px digits: validation held out, checkpoint loads into the encoder."""
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    """300 random 28 px 'digits' stand in for MNIST in every loader; runs go under tmp_path."""
     import course_lib.data as data
-    from course_lib.checkpoints import load_checkpoint
     from course_lib.data import ImageDataset
-    from course_lib.ssl.recipes import moco_recipe
 
     g = torch.Generator().manual_seed(0)
     fake = ImageDataset(torch.randint(0, 256, (300, 1, 28, 28), generator=g, dtype=torch.uint8),
                         torch.arange(300) % 10, [str(i) for i in range(10)], "mnist", "train")
     monkeypatch.setattr(data, "load_dataset", lambda name, split="train", root=None: fake)
     monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
+    return fake
+
+
+def test_moco_recipe_trains_evaluates_and_saves_provenance(tmp_path, fake_mnist):
+    """End to end on 300 fake 28 px digits: validation held out, checkpoint loads into the encoder."""
+    from course_lib.checkpoints import load_checkpoint
+    from course_lib.ssl.recipes import moco_recipe
+
     logs: list[str] = []
     out = moco_recipe("mnist")(out=tmp_path / "moco.pt", epochs=1, log=logs.append)
     _, meta = load_checkpoint(out, MOCO_CONFIGS["mnist"].encoder(1))
@@ -304,22 +327,13 @@ def test_moco_recipe_trains_evaluates_and_saves_provenance(tmp_path, monkeypatch
         moco_recipe("cifar10")
 
 
-def test_moco_scan_recipe_starts_from_the_moco_checkpoint_and_records_it(tmp_path, monkeypatch):
+def test_moco_scan_recipe_starts_from_the_moco_checkpoint_and_records_it(tmp_path, monkeypatch, fake_mnist):
     """End to end on 300 fake digits: base checkpoint required, validation held out, provenance kept."""
-    import dataclasses
-
-    import course_lib.data as data
     import course_lib.ssl.scan_recipe as sr
     from course_lib.checkpoints import load_checkpoint, save_checkpoint
-    from course_lib.data import ImageDataset
 
-    g = torch.Generator().manual_seed(0)
-    fake = ImageDataset(torch.randint(0, 256, (300, 1, 28, 28), generator=g, dtype=torch.uint8),
-                        torch.arange(300) % 10, [str(i) for i in range(10)], "mnist", "train")
-    monkeypatch.setattr(data, "load_dataset", lambda name, split="train", root=None: fake)
-    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setitem(sr.SCAN_CONFIGS, "mnist", dataclasses.replace(sr.SCAN_CONFIGS["mnist"], scan_epochs=2,
-                                                                      heads=2, threshold=0.0, batch_size=64))
+    monkeypatch.setitem(sr.SCAN_CONFIGS, "mnist", replace(sr.SCAN_CONFIGS["mnist"], scan_epochs=2, heads=2,
+                                                          threshold=0.0, batch_size=64))
     with pytest.raises(FileNotFoundError, match="course pretrain moco-mnist"):
         sr.moco_scan_recipe("mnist")(out=tmp_path / "x.pt", base=tmp_path / "missing.pt", log=lambda _: None)
     base = save_checkpoint(tmp_path / "moco.pt", MOCO_CONFIGS["mnist"].encoder(1),
