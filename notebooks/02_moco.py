@@ -29,22 +29,24 @@
 # for 28 px and a correct queue, its loss curve and kNN monitor, then linear probe,
 # kNN and fine-tuning with 100 labels, label propagation over the unlabelled images
 # (a semi-supervised protocol, with raw pixels as its control), clusters found without
-# labels by SCAN and named by the 100 labels, and a label-efficiency
+# labels by SCAN and named by the 100 labels, the encoder refined by SCAN's
+# self-labelling (still no labels) and probed again, and a label-efficiency
 # curve (10 / 100 / 1,000 / all labels) against a supervised CNN and a randomly
 # initialised encoder. No
 # number is tuned on the test set: settings are fixed in advance or chosen by
 # cross-validation *inside* the labelled images.
 #
 # Pretraining the reference took about two hours of one CPU core (36 epochs), so the
-# `quick` profile loads the course's reference checkpoint (`checkpoints/moco-mnist.pt`,
-# made by `course pretrain moco-mnist`); set `TRAIN = True` to pretrain it yourself.
+# `quick` profile loads the course's reference checkpoints (`checkpoints/moco-mnist.pt`,
+# made by `course pretrain moco-mnist`, and its SCAN refinement `moco-scan-mnist.pt`);
+# set `TRAIN = True` to train them yourself.
 
 # %% tags=["parameters"]
 PROFILE = "quick"      # smoke | quick | full
 INTERACTIVE = True     # False under papermill / grading: no widgets
 SEED = 0
 DATASET = "mnist"      # mnist | fashion-mnist
-TRAIN = False          # True: pretrain MoCo here instead of loading the reference checkpoint
+TRAIN = False          # True: pretrain MoCo (and refine it with SCAN) here instead of loading the references
 DRAWS = None           # label draws per setting; None: use the profile setting
 PRETRAIN_EPOCHS = None # None: use the profile setting (only used when training)
 
