@@ -117,14 +117,14 @@ class Setting:
                                                                 scale=(0.85, 1.15), shear=10))
     finetune: bool = False  # fine-tune the MoCo reference encoder as notebook 02 does, instead of a fresh CNN
     backbone_lr: float = 3e-4  # the encoder's learning rate when fine-tuning (the head's is 3e-3)
-    encoder: str = "moco"  # which reference checkpoint to fine-tune: "moco" (notebook 02) or "byol" (notebook 03)
+    encoder: str = "moco"  # which reference checkpoint to fine-tune: "moco", "moco-scan" (notebook 02), "byol" (03)
     probe_first: int = 0  # LP-FT: train the head alone on frozen features for this many steps first
     dataset: str = "mnist"  # notebook 02 also runs on "fashion-mnist"
 
 
 def finetuned(s: Setting, x, y) -> nn.Module:
     """Notebook 02's (and 03's) fine-tuning of ``checkpoints/{moco,byol}-mnist.pt`` (AdamW, head lr 3e-3)."""
-    encoder = (MOCO_CONFIGS if s.encoder == "moco" else BYOL_CONFIGS)["mnist"].encoder(1)
+    encoder = (BYOL_CONFIGS if s.encoder == "byol" else MOCO_CONFIGS)["mnist"].encoder(1)
     load_checkpoint(f"checkpoints/{s.encoder}-mnist.pt", encoder)
     head = nn.Linear(encoder.feature_dim, 10)
     if s.probe_first:  # Kumar et al. 2022: a trained head distorts the pretrained features less
@@ -158,6 +158,13 @@ SETTINGS = {
     "ft-elastic-400": replace(BASE, finetune=True, steps=400, augment=ELASTIC),
     "ft-elastic-blr1e-3": replace(BASE, finetune=True, steps=150, backbone_lr=1e-3, augment=ELASTIC),
     "ft-elastic-lpft": replace(BASE, finetune=True, steps=150, probe_first=100, augment=ELASTIC),
+    "scan-ft-elastic": replace(BASE, finetune=True, encoder="moco-scan", steps=150, augment=ELASTIC),
+    "scan-ft-elastic-lpft": replace(BASE, finetune=True, encoder="moco-scan", steps=150, probe_first=100,
+                                    augment=ELASTIC),
+    "scan-ft-elastic-blr3e-5": replace(BASE, finetune=True, encoder="moco-scan", steps=150, backbone_lr=3e-5,
+                                       augment=ELASTIC),
+    "scan-ft-elastic-lpft-blr3e-5": replace(BASE, finetune=True, encoder="moco-scan", steps=150, probe_first=100,
+                                            backbone_lr=3e-5, augment=ELASTIC),
     "byol-ft": replace(BASE, finetune=True, encoder="byol", steps=300),
     "byol-ft-elastic": replace(BASE, finetune=True, encoder="byol", steps=300, augment=ELASTIC),
     "wide-elastic": replace(BASE, build=lambda: SmallCNN(1, 10, widths=(32, 64, 128)),
