@@ -21,11 +21,13 @@ over the whole pool is kept: that choice uses no labels either.  A handful of
 labels then only has to *name* the clusters (``name_clusters``).
 
 SCAN's last step, self-labelling, carries the clusters back into the *encoder*: the
-images the cluster head is confident about (softmax >= 0.99) become pseudo-labelled
-training data, and the encoder plus a new linear head learn them with cross-entropy on
-augmented views (classes weighted by their inverse frequency, so a large cluster cannot
-swallow a small one).  Afterwards the encoder's features are tight class clusters, and
-a plain linear probe with a handful of labels can find them.
+images the cluster head is confident about become pseudo-labelled training data, and
+the encoder plus a new linear head learn them with cross-entropy on augmented views
+(classes weighted by their inverse frequency, so a large cluster cannot swallow a small
+one).  The paper keeps images with softmax >= 0.99; on MNIST keeping every image did
+better (``course_lib.ssl.scan_recipe``).  Afterwards the encoder's features are tight
+clusters, and a plain linear probe with a handful of labels can find them, as far as
+the clusters are the classes.
 
 Pieces: ``mine_neighbours`` (kNN by cosine similarity, self excluded),
 ``scan_loss``, ``fit_scan_heads`` (train heads, keep the best), ``name_clusters``,
