@@ -864,7 +864,8 @@ plt.show()
 # supervised CNN is trained from scratch on each draw (`sup_steps` steps; with all
 # 54 k labels `full_steps` steps of 100 images, about one epoch in the `quick`
 # profile to fit the time budget, so that point is an underestimate); the probes reuse the
-# extracted features, and the 100-label points are the runs above. With one label per
+# extracted features (MoCo's, the SCAN-refined encoder's, the random encoder's), and the
+# 100-label points are the runs above. With one label per
 # class there is nothing to cross-validate, so `C` is fixed in advance (0.1); with
 # all 54 k labels it is fixed at 1 (regularisation hardly matters there). Fewer draws
 # are used for the other label counts than for the 100-label headline (the log says
@@ -879,14 +880,16 @@ def sup_fit(x, y, xte, yte):
 
 t0 = time.perf_counter()
 curve = label_efficiency(
-    {"supervised CNN": sup_fit, "MoCo probe": probe_fit, "random-init probe": probe_fit},
-    {"supervised CNN": pool.images, "MoCo probe": feats["MoCo"][0], "random-init probe": feats["random init"][0]},
+    {"supervised CNN": sup_fit, "MoCo probe": probe_fit, "MoCo + SCAN probe": probe_fit, "random-init probe": probe_fit},
+    {"supervised CNN": pool.images, "MoCo probe": feats["MoCo"][0], "MoCo + SCAN probe": f_scan[0],
+     "random-init probe": feats["random init"][0]},
     pool.labels,
-    {"supervised CNN": test.images, "MoCo probe": feats["MoCo"][1], "random-init probe": feats["random init"][1]},
+    {"supervised CNN": test.images, "MoCo probe": feats["MoCo"][1], "MoCo + SCAN probe": f_scan[1],
+     "random-init probe": feats["random init"][1]},
     test.labels, sizes=cfg["curve_sizes"], draws=cfg["curve_draws"])
 n100 = len(draws[0])  # 100 labels: reuse the runs above (same draws, same settings)
 for name, accs in {"supervised CNN": baseline_acc["CNN, online aug"], "MoCo probe": probe100["MoCo"],
-                   "random-init probe": probe100["random init"]}.items():
+                   "MoCo + SCAN probe": scan_probe100, "random-init probe": probe100["random init"]}.items():
     curve[name][n100] = {"mean": mean_std(accs)[0], "std": mean_std(accs)[1], "per_draw": accs}
 print(f"({time.perf_counter() - t0:.0f} s)")
 fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -915,6 +918,7 @@ lp_px_m, lp_px_s = mean_std(labelprop["pixels (PCA 50)"]["test_acc"])
 scan_m, scan_s = mean_std(scan100)
 sprobe_m, sprobe_s = mean_std(scan_probe100)
 sft_m, sft_s = mean_std(scan_finetune100)
+n_few = min(curve["MoCo + SCAN probe"])  # the label-efficiency curve's smallest number of labels
 gap_rand, gap_sup = probe_m - rand_m, probe_m - sup_m
 print(f"1. The report's MoCo setup was broken, not MoCo: with an encoder sized for 28 px, a fixed-size queue of "
       f"unit-norm columns and {pretrain_epochs} epochs ({pretrain_wall_s / 60:.0f} CPU-minutes instead of 2 GPU-hours) "
@@ -942,7 +946,8 @@ print(f"5. What the unlabelled pool adds at 100 labels: spreading the labels ove
          "class, and clusters grown from such neighbourhoods mix classes."))
 print(f"6. SCAN's self-labelling refines the encoder without labels; the plain 100-label linear probe on it gives "
       f"{100 * sprobe_m:.1f} ± {100 * sprobe_s:.1f} % and fine-tuning {100 * sft_m:.1f} ± {100 * sft_s:.1f} % (MoCo "
-      f"alone: {100 * probe_m:.1f} and {100 * ft_m:.1f} %). "
+      f"alone: {100 * probe_m:.1f} and {100 * ft_m:.1f} %); with {n_few} labels, one per class, the probe gives "
+      f"{100 * curve['MoCo + SCAN probe'][n_few]['mean']:.1f} % (MoCo alone {100 * curve['MoCo probe'][n_few]['mean']:.1f} %). "
       + ("Pretraining that ends in class-shaped clusters is what a 100-label linear probe needs; the report's question "
          "(how good is a linear probe on 100 labels?) is mostly a question about the pretraining objective."
          if sprobe_m > probe_m + probe_s else
@@ -966,6 +971,8 @@ metrics = {
     "moco_kmeans_cluster_acc": kmeans_acc,
     "moco_scan_encoder_probe100_acc": sprobe_m, "moco_scan_encoder_probe100_acc_std": sprobe_s,
     "moco_scan_encoder_knn100_acc": mean_std(scan_knn100)[0],
+    "moco_probe10_acc": curve["MoCo probe"][n_few]["mean"],
+    "moco_scan_encoder_probe10_acc": curve["MoCo + SCAN probe"][n_few]["mean"],
     "moco_scan_encoder_finetune100_acc": sft_m, "moco_scan_encoder_finetune100_acc_std": sft_s,
     "pretrain_epochs": pretrain_epochs, "pretrain_wall_s": pretrain_wall_s,
 }
@@ -986,6 +993,8 @@ save_results("02_moco", PROFILE, metrics, report=REPORT if DATASET == "mnist" el
                     "moco_kmeans_cluster_acc": "k-means (10 clusters) on the standardised test features, best match",
                     "moco_scan_encoder_probe100_acc": "the same 100-label linear probe on the MoCo encoder refined by "
                                                       f"SCAN's self-labelling (no labels used to refine it); {note}",
+                    "moco_probe10_acc": "10 labels (one per class), C fixed at 0.1; label-efficiency curve's draws",
+                    "moco_scan_encoder_probe10_acc": "the same on the SCAN-refined encoder",
                     "moco_scan_encoder_finetune100_acc": f"fine-tuning as moco_finetune100_acc, from the refined encoder; {note}",
                     "moco_finetune100_acc": f"all layers, {cfg['ft_steps']} steps, encoder lr 10x lower; {note}",
                     "pretrain_wall_s": f"from checkpoint metadata ({meta.get('threads', '?')} thread(s), shared CPU)"
