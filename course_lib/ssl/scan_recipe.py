@@ -77,8 +77,9 @@ def moco_scan_recipe(dataset: str) -> Callable[..., Path]:
             raise FileNotFoundError(f"moco-scan-{dataset} starts from the MoCo checkpoint {base_path}, which is "
                                     f"missing; run `course pretrain moco-{dataset}` first")
         t_all = time.perf_counter()
-        cfg = SCAN_CONFIGS[dataset]
-        setup = prepare_pretraining(f"moco-scan-{dataset}", dataset, (cfg, file_sha256(base_path)),
+        cfg, base_sha = SCAN_CONFIGS[dataset], file_sha256(base_path)
+        augment = moco_views(MOCO_CONFIGS[dataset]).t1
+        setup = prepare_pretraining(f"moco-scan-{dataset}", dataset, (cfg, base_sha),
                                     epochs=epochs or cfg.epochs, seed=seed, root=root, device=device, limit=limit,
                                     fresh=fresh, log=log)
         dev, train, val = setup.device, setup.train, setup.val
@@ -93,8 +94,7 @@ def moco_scan_recipe(dataset: str) -> Callable[..., Path]:
                               epochs=cfg.scan_epochs, entropy_weight=cfg.entropy_weight, seed=seed)
         log(f"SCAN heads ({time.perf_counter() - t0:.0f} s): losses {[round(v, 3) for v in scan.losses]}, "
             f"kept head {scan.chosen}")
-        sl = self_label(encoder, scan.head.to(dev), setup.images, moco_views(MOCO_CONFIGS[dataset]).t1,
-                        cfg.num_clusters, epochs=setup.epochs, threshold=cfg.threshold, lr=cfg.lr,
+        sl = self_label(encoder, scan.head.to(dev), setup.images, augment, cfg.num_clusters, epochs=setup.epochs, threshold=cfg.threshold, lr=cfg.lr,
                         weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, monitor=setup.monitor,
                         checkpoint=setup.resume, device=dev, seed=seed, log=log)
         setup.raise_if_interrupted(sl.history)
@@ -106,8 +106,8 @@ def moco_scan_recipe(dataset: str) -> Callable[..., Path]:
         log(f"evaluation on the validation split ({time.perf_counter() - t0:.0f} s): {metrics}")
         out = setup.save(out, encoder, sl.history, metrics, total_wall_time_s=time.perf_counter() - t_all,
                          model_config=encoder.config(), scan_config=cfg.to_dict(),
-                         views=repr(moco_views(MOCO_CONFIGS[dataset]).t1),
-                         base_checkpoint={"path": base_path.name, "sha256": file_sha256(base_path),
+                         views=repr(augment),
+                         base_checkpoint={"path": base_path.name, "sha256": base_sha,
                                           "git_commit": base_meta.get("git_commit"), "metrics": base_meta.get("metrics")},
                          scan_losses=scan.losses, scan_chosen=scan.chosen,
                          confident_fraction=sl.confident_fraction, cluster_sizes=sl.cluster_sizes)
