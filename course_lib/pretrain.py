@@ -20,6 +20,7 @@ import torch
 from . import recipes, transfer
 from .ssl import recipes as ssl_recipes
 from .ssl.byol_recipe import byol_recipe
+from .ssl.finetune_recipe import finetune_all_recipe
 from .ssl.mae_recipe import mae_recipe
 from .ssl.scan_recipe import moco_scan_recipe
 
@@ -38,6 +39,8 @@ RECIPES: dict[str, tuple[Callable[..., Any], str]] = {
                                 "notebook 02: moco-fashion-mnist refined by SCAN, no labels"),
     "byol-mnist": (byol_recipe("mnist"),
                    "notebook 03: BYOL, the same 28 px ConvEncoder (388 k params) on unlabelled MNIST, cosine tau"),
+    "byol-mnist-finetuned": (finetune_all_recipe("byol", "mnist"),
+                             "notebook 03: every layer of byol-mnist fine-tuned with every label, elastic augmentation"),
     "mae-cifar10": (mae_recipe("cifar10"),
                     "notebook 06: masked autoencoder, 0.9 M-param ViT on 4x4 patches, unlabelled CIFAR-10"),
     "mae-cifar100": (mae_recipe("cifar100"),

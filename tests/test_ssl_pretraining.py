@@ -351,3 +351,38 @@ def test_moco_scan_recipe_starts_from_the_moco_checkpoint_and_records_it(tmp_pat
     assert any(not torch.equal(a, b) for a, b in zip(encoder.state_dict().values(), base_encoder.state_dict().values()))
     with pytest.raises(ValueError, match="known"):
         sr.moco_scan_recipe("cifar10")
+
+
+def test_finetune_all_recipe_trains_every_layer_from_the_base_checkpoint(tmp_path, monkeypatch, fake_mnist):
+    """End to end on 300 fake digits: base checkpoint required, every layer trained, validation per epoch, resumable."""
+    import course_lib.ssl.finetune_recipe as fr
+    from course_lib.checkpoints import load_checkpoint, save_checkpoint
+    from course_lib.ssl.scan_recipe import file_sha256
+
+    monkeypatch.setitem(fr.FINETUNE_ALL_CONFIGS, "mnist", replace(fr.FINETUNE_ALL_CONFIGS["mnist"], batch_size=64))
+    with pytest.raises(FileNotFoundError, match="course pretrain byol-mnist"):
+        fr.finetune_all_recipe("byol", "mnist")(out=tmp_path / "x.pt", base=tmp_path / "missing.pt", log=print)
+    encoder = MOCO_CONFIGS["mnist"].encoder(1)
+    base = save_checkpoint(tmp_path / "byol.pt", encoder, {"model_config": encoder.config(), "metrics": {"x": 1}})
+    out = fr.finetune_all_recipe("byol", "mnist")(out=tmp_path / "ft.pt", base=base, epochs=2, log=lambda _: None)
+    model = fr.classifier_for(MOCO_CONFIGS["mnist"].encoder(1), 10)
+    _, meta = load_checkpoint(out, model)
+    assert meta["pretrain_images"] == 270 and "every training label" in meta["split"]
+    assert len(meta["metrics"]["val_acc_per_epoch"]) == 2 and meta["finetune_config"]["batch_size"] == 64
+    assert meta["base_checkpoint"]["sha256"] == file_sha256(base) and meta["base_checkpoint"]["metrics"] == {"x": 1}
+    first_conv = next(k for k in encoder.state_dict() if k.endswith("weight"))
+    assert not torch.equal(model.backbone.state_dict()[first_conv], encoder.state_dict()[first_conv])  # not frozen
+    resume_files = list((tmp_path / "runs" / "pretrain").glob("byol-mnist-finetuned-*.resume.pt"))
+    assert len(resume_files) == 1  # written every epoch: a second run with the same command continues from it
+    with pytest.raises(ValueError, match="known"):
+        fr.finetune_all_recipe("byol", "cifar10")
+
+
+def test_finetune_all_config_names_impossible_settings():
+    from course_lib.ssl.finetune_recipe import FinetuneAllConfig
+
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        FinetuneAllConfig(lr=0)
+    with pytest.raises(ValueError, match="epochs and batch_size"):
+        FinetuneAllConfig(epochs=0)
+    assert FinetuneAllConfig(elastic_alpha=0).augmentation() is None

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from .. import checkpoints
 from ..checkpoints import save_checkpoint, tensor_checksum
 from ..paths import checkpoints_dir, runs_dir
+from ..train import History
 from .trainer import KNNMonitor, SSLHistory
 
 SPLIT_NOTE = "training split minus stratified_split(val_fraction=0.1, seed=0); labels unused"
@@ -55,7 +56,7 @@ class PretrainSetup:
             raise KeyboardInterrupt(f"{self.name} interrupted; run the same command again to resume from "
                                     f"{self.resume}")
 
-    def save(self, out: str | Path | None, model: nn.Module, history: SSLHistory, metrics: dict[str, Any], /,
+    def save(self, out: str | Path | None, model: nn.Module, history: SSLHistory | History, metrics: dict[str, Any], /,
              **extra: Any) -> Path:
         """Save ``model`` to ``out`` (default ``checkpoints/<name>.pt``) with the shared provenance + ``extra``.
 
@@ -76,7 +77,7 @@ class PretrainSetup:
             "split": SPLIT_NOTE,
             "profile": "reference",
             "epochs": self.epochs,
-            "wall_time_s": history.wall_time_s,
+            "wall_time_s": history.wall_time_s if isinstance(history, SSLHistory) else history.seconds,
             "threads": torch.get_num_threads(),
             "device": str(self.device),
             "seed": self.seed,
