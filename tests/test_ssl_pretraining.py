@@ -207,6 +207,22 @@ def test_scan_checkpoint_was_refined_from_the_shipped_moco_checkpoint(dataset):
     assert len(meta["history"]["records"]) == meta["epochs"]
 
 
+def test_finetuned_byol_checkpoint_starts_from_the_shipped_byol_checkpoint():
+    path, base_path = REPO / "checkpoints" / "byol-mnist-finetuned.pt", REPO / "checkpoints" / "byol-mnist.pt"
+    if not path.exists():
+        pytest.skip("checkpoints/byol-mnist-finetuned.pt not built yet (course pretrain byol-mnist-finetuned)")
+    from course_lib.checkpoints import load_checkpoint
+    from course_lib.ssl.byol_recipe import BYOL_CONFIGS
+    from course_lib.ssl.finetune_recipe import FINETUNE_ALL_CONFIGS, classifier_for
+    from course_lib.ssl.scan_recipe import file_sha256
+
+    model = classifier_for(BYOL_CONFIGS["mnist"].encoder(1), 10)
+    _, meta = load_checkpoint(path, model)  # the notebook's model, strictly
+    assert meta["base_checkpoint"]["sha256"] == file_sha256(base_path)  # rebuild it if byol-mnist.pt changes
+    assert meta["finetune_config"] == FINETUNE_ALL_CONFIGS["mnist"].to_dict()
+    assert len(meta["metrics"]["val_acc_per_epoch"]) == meta["epochs"] == len(meta["history"]["records"])
+
+
 # --------------------------------------------------------------------------- few labels
 
 
