@@ -401,4 +401,12 @@ def test_finetune_all_config_names_impossible_settings():
         FinetuneAllConfig(lr=0)
     with pytest.raises(ValueError, match="epochs and batch_size"):
         FinetuneAllConfig(epochs=0)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        FinetuneAllConfig(label_smoothing=1.0)
     assert FinetuneAllConfig(elastic_alpha=0).augmentation() is None
+    both = FinetuneAllConfig(degrees=10.0, translate=0.1).augmentation()
+    assert "RandomAffine" in repr(both) and "ElasticDistortion" in repr(both)
+    x = torch.zeros(2, 1, 28, 28)
+    x[:, :, 10:18, 10:18] = 1.0
+    y = both(x)
+    assert y.shape == x.shape and not torch.equal(y[0], y[1])  # each image its own parameters

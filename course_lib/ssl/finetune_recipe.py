@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..augment import ElasticDistortion
+from ..augment import Compose, ElasticDistortion, RandomAffine, Transform
 from ..checkpoints import load_checkpoint
 from ..evaluation import Classifier
 from ..loader import TensorLoader
@@ -41,14 +41,19 @@ class FinetuneAllConfig:
 
     ``epochs`` over the labelled images in batches of ``batch_size``; AdamW with ``lr``
     for every layer (encoder and head) and ``weight_decay``, cosine decay to 0 over all
-    steps; Simard's elastic distortion (``elastic_alpha``, ``elastic_sigma`` in pixels)
-    on every training batch, each image its own random field.
+    steps, cross-entropy with ``label_smoothing``; on every training batch, each image
+    with its own parameters: a random rotation (up to ``degrees``) and shift (up to
+    ``translate`` of the side), then Simard's elastic distortion (``elastic_alpha``,
+    ``elastic_sigma`` in pixels).
     """
 
     epochs: int = 15
     lr: float = 1e-3
     weight_decay: float = 1e-4
     batch_size: int = 128
+    label_smoothing: float = 0.0
+    degrees: float = 0.0
+    translate: float = 0.0
     elastic_alpha: float = 34.0
     elastic_sigma: float = 4.0
 
@@ -59,13 +64,23 @@ class FinetuneAllConfig:
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError(f"FinetuneAllConfig: lr must be > 0 and weight_decay >= 0, got {self.lr}, "
                              f"{self.weight_decay}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"FinetuneAllConfig: label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.degrees < 0 or not 0.0 <= self.translate <= 1.0:
+            raise ValueError(f"FinetuneAllConfig: degrees must be >= 0 and translate a fraction in [0, 1], got "
+                             f"{self.degrees}, {self.translate}")
         if self.elastic_alpha < 0 or self.elastic_sigma <= 0:
             raise ValueError(f"FinetuneAllConfig: elastic_alpha must be >= 0 and elastic_sigma > 0, got "
                              f"{self.elastic_alpha}, {self.elastic_sigma}")
 
-    def augmentation(self) -> ElasticDistortion | None:
-        """The batched training augmentation (``None`` when ``elastic_alpha`` is 0)."""
-        return ElasticDistortion(self.elastic_alpha, self.elastic_sigma) if self.elastic_alpha > 0 else None
+    def augmentation(self) -> Transform | None:
+        """The batched training augmentation (``None`` when every strength is 0)."""
+        steps: list[Transform] = []
+        if self.degrees > 0 or self.translate > 0:
+            steps.append(RandomAffine(self.degrees, translate=(self.translate, self.translate)))
+        if self.elastic_alpha > 0:
+            steps.append(ElasticDistortion(self.elastic_alpha, self.elastic_sigma))
+        return None if not steps else steps[0] if len(steps) == 1 else Compose(steps)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,7 +126,7 @@ def finetune_all(
                          device=device, seed=seed)
     val = TensorLoader(val_images, val_labels, batch_size=1000, device=device)
     return fit(model, train, val, epochs=epochs or cfg.epochs, optimizer=opt, scheduler="cosine",
-               checkpoint=checkpoint, device=device, progress=progress)
+               label_smoothing=cfg.label_smoothing, checkpoint=checkpoint, device=device, progress=progress)
 
 
 def finetune_all_recipe(method: str, dataset: str) -> Callable[..., Path]:

@@ -39,7 +39,7 @@ were not run.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -48,6 +48,7 @@ from course_lib.checkpoints import load_checkpoint
 from course_lib.evaluation import finetune
 from course_lib.paths import checkpoints_dir
 from course_lib.ssl.byol_recipe import BYOL_CONFIGS
+from course_lib.ssl.finetune_recipe import FINETUNE_ALL_CONFIGS, classifier_for, finetune_all
 
 from _common import ELASTIC, parse_settings, train_val_split  # the module beside this script
 
@@ -60,6 +61,16 @@ class Setting:
     schedule: str = "constant"
 
 
+LIBRARY = FINETUNE_ALL_CONFIGS["mnist"]
+#: settings run through the library's ``finetune_all`` (what ``course pretrain byol-mnist-finetuned`` runs),
+#: each a ``FinetuneAllConfig``; ``--epochs`` overrides its epochs
+RECIPE_SETTINGS = {
+    "recipe": LIBRARY,
+    "recipe-ls": replace(LIBRARY, label_smoothing=0.1),
+    "recipe-affine": replace(LIBRARY, degrees=10.0, translate=0.1),
+    "recipe-affine-ls": replace(LIBRARY, degrees=10.0, translate=0.1, label_smoothing=0.1),
+}
+
 SETTINGS = {
     "byol": Setting(),
     "byol-lr3e-4": Setting(backbone_lr=3e-4),
@@ -71,9 +82,21 @@ SETTINGS = {
 
 
 def main() -> None:
-    args = parse_settings(__doc__, SETTINGS, epochs=3)
+    args = parse_settings(__doc__, [*SETTINGS, *RECIPE_SETTINGS], epochs=3)
     train, val = train_val_split()
     for name in args.settings:
+        if name in RECIPE_SETTINGS:
+            t0 = time.perf_counter()
+            torch.manual_seed(0)
+            encoder = BYOL_CONFIGS["mnist"].encoder(1)
+            load_checkpoint(checkpoints_dir() / "byol-mnist.pt", encoder)
+            torch.manual_seed(0)
+            h = finetune_all(classifier_for(encoder, 10), train.images, train.labels, val.images, val.labels,
+                             RECIPE_SETTINGS[name], epochs=args.epochs, seed=0, progress=False)
+            per_epoch = " ".join(f"{100 * a:.2f}" for a in h["val_acc"])
+            print(f"{name:<12} validation accuracy per epoch: {per_epoch} % ({time.perf_counter() - t0:.0f} s)",
+                  flush=True)
+            continue
         s, t0 = SETTINGS[name], time.perf_counter()
         torch.manual_seed(0)
         encoder = BYOL_CONFIGS["mnist"].encoder(1)
