@@ -16,7 +16,16 @@ base rate), ``h2048`` (projector and predictor 2048 hidden / 256 out, closer to 
 elastic distortion, crops of 30-100 %), ``bs128`` (batches of 128: twice the optimiser and
 EMA steps per epoch at the same learning rate per image).
 
-Results are in the docstring's table below once measured.
+Measured on the 2-core course machine, 4 epochs each with ``--threads 1`` beside another
+1-thread job, validation:
+
+    setting   probe, 100 labels (5 draws)   kNN, all labels
+    base      77.31 %                        93.03 %   (680 s)
+    lr0.2     80.25 %                        94.17 %   (692 s)
+
+``h2048``, ``strong`` and ``bs128`` were started and stopped to free the cores; they have no
+numbers.  ``lr0.2`` became the reference (``BYOL_CONFIGS['mnist']``); its 16-epoch checkpoint
+is compared with the old one in ``byol_recipe.py``.
 """
 
 from __future__ import annotations
