@@ -3,6 +3,7 @@ the MoCo recipe helpers, the few-label helpers and ``course pretrain`` options."
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -205,6 +206,17 @@ def test_scan_checkpoint_was_refined_from_the_shipped_moco_checkpoint(dataset):
     assert meta["base_checkpoint"]["sha256"] == file_sha256(base_path)  # rebuild it if moco-<dataset>.pt changes
     assert meta["scan_config"] == SCAN_CONFIGS[dataset].to_dict() and meta["model_config"] == enc.config()
     assert len(meta["history"]["records"]) == meta["epochs"]
+
+
+def test_shipped_byol_checkpoint_was_made_with_todays_config():
+    from course_lib.checkpoints import load_checkpoint
+    from course_lib.ssl.byol_recipe import BYOL_CONFIGS
+
+    enc = BYOL_CONFIGS["mnist"].encoder(1)
+    _, meta = load_checkpoint(REPO / "checkpoints" / "byol-mnist.pt", enc)
+    want = json.loads(json.dumps(BYOL_CONFIGS["mnist"].to_dict()))  # tuples are stored as lists
+    assert meta["byol_config"] == want  # if not, retrain it: course pretrain byol-mnist
+    assert meta["epochs"] == BYOL_CONFIGS["mnist"].epochs == len(meta["history"]["records"])
 
 
 def test_finetuned_byol_checkpoint_starts_from_the_shipped_byol_checkpoint():
