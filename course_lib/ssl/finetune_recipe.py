@@ -145,7 +145,7 @@ def finetune_all_recipe(method: str, dataset: str) -> Callable[..., Path]:
         t_all = time.perf_counter()
         cfg, base_sha = FINETUNE_ALL_CONFIGS[dataset], file_sha256(base_path)
         setup = prepare_pretraining(name, dataset, (cfg, base_sha), epochs=epochs or cfg.epochs, seed=seed,
-                                    root=root, device=device, limit=limit, fresh=fresh, log=log)
+                                    root=root, device=device, limit=limit, fresh=fresh, labelled=True, log=log)
         _, base_meta = load_checkpoint(base_path)
         encoder = ConvEncoder(**base_meta["model_config"])
         load_checkpoint(base_path, encoder)

@@ -99,6 +99,7 @@ def prepare_pretraining(
     device: str | None = None,
     limit: int | None = None,
     fresh: bool = False,
+    labelled: bool = False,
     log: Callable[[str], None] = print,
 ) -> PretrainSetup:
     """Load ``dataset``, split off validation, build the kNN monitor and the resume path; log the plan.
@@ -106,6 +107,7 @@ def prepare_pretraining(
     ``config`` is the method's (frozen, repr-able) config: together with ``epochs``,
     ``seed`` and ``limit`` it names the resume file, so a changed setting never resumes
     from a stale run.  ``limit`` keeps only the first ``limit`` training images (tests).
+    ``labelled=True`` only changes the log line (a supervised recipe such as full fine-tuning).
     """
     from ..data import load_dataset, stratified_split
     from ..train import get_device, seed_everything
@@ -126,7 +128,8 @@ def prepare_pretraining(
     resume = runs_dir() / "pretrain" / f"{name}-{key}.resume.pt"
     if fresh and resume.exists():
         resume.unlink()
-    log(f"{name}: {len(images)} unlabelled {dataset} images (training split minus a 10 % validation split), "
+    log(f"{name}: {len(images)} {'labelled' if labelled else 'unlabelled'} {dataset} images (training split minus a "
+        "10 % validation split), "
         f"{epochs} epochs, device {dev}, {torch.get_num_threads()} thread(s); resume file {resume}")
     torch.manual_seed(seed)
     return PretrainSetup(name, dataset, epochs, seed, dev, train_full, train, val, images, monitor, resume,
