@@ -117,7 +117,7 @@ BYOL_CONFIGS: dict[str, BYOLConfig] = {
     # Elastic distortion instead of MoCo's rotation/shear (SGD lr 0.06): validation kNN 96.27 % vs 95.12 %,
     # 100-label probe 86.02 % vs 83.51 % (16 epochs each).
     # SGD lr 0.2 (BYOL's base rate) instead of 0.06, 4 epochs each: probe 80.25 % vs 77.31 %, kNN 94.17 % vs 93.03 %
-    # (docs/experiments/03_byol_recipe.py base lr0.2); 16 epochs each: probe 90.85 % vs 86.02 %, kNN 97.48 % vs
+    # (docs/experiments/03_byol_recipe.py base lr0.06); 16 epochs each: probe 90.85 % vs 86.02 %, kNN 97.48 % vs
     # 96.27 %, k-means accuracy 59.7 % vs 30.0 %.  checkpoints/byol-mnist.pt: lr 0.2, 16 epochs, 43 min on 1 thread.
     "mnist": BYOLConfig(degrees=0.0, shear=0.0, elastic_alpha=34.0, epochs=16, lr=0.2),
 }

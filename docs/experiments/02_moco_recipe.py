@@ -43,16 +43,11 @@ gained on both scores and ships the elastic views.
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import replace
 
-import torch
+from course_lib.ssl.recipes import MOCO_CONFIGS, pretrain_moco
 
-from course_lib.ssl.recipes import MOCO_CONFIGS, encoder_val_metrics, pretrain_moco
-from course_lib.ssl.trainer import KNNMonitor
-
-from _common import parse_settings, train_val_split  # the module beside this script
+from _common import compare_pretraining, parse_settings  # the module beside this script
 
 BASE = MOCO_CONFIGS["mnist"]
 SETTINGS = {
@@ -67,18 +62,7 @@ SETTINGS = {
 
 def main() -> None:
     args = parse_settings(__doc__, SETTINGS, epochs=3)
-    pool, val = train_val_split()
-    mem = torch.randperm(len(pool), generator=torch.Generator().manual_seed(0))[:5000]
-    monitor = KNNMonitor(pool.images[mem], pool.labels[mem], val.images[:2000], val.labels[:2000])
-    for name in args.settings:
-        cfg, t0 = SETTINGS[name], time.perf_counter()
-        torch.manual_seed(0)
-        encoder = cfg.encoder(1)
-        pretrain_moco(encoder, pool.images, cfg, epochs=args.epochs, monitor=monitor, seed=0)
-        metrics, _ = encoder_val_metrics(encoder, pool, val)
-        print(f"{name:<8} {args.epochs} epochs: validation probe100 "
-              f"{100 * statistics.mean(metrics['val_probe100_acc_per_draw']):.2f} %, kNN (all labels) "
-              f"{100 * metrics['val_knn_acc_all_labels']:.2f} % ({time.perf_counter() - t0:.0f} s)", flush=True)
+    compare_pretraining(SETTINGS, args.settings, pretrain_moco, args.epochs)
 
 
 if __name__ == "__main__":

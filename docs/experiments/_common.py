@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+import statistics
+import time
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -40,3 +42,24 @@ def train_val_split(dataset: str = "mnist") -> tuple[ImageDataset, ImageDataset]
     full = load_dataset(dataset, "train")
     train_idx, val_idx = stratified_split(full.labels, val_fraction=0.1, seed=0)
     return full.subset(train_idx), full.subset(val_idx)
+
+
+def compare_pretraining(settings: dict, names: Iterable[str], pretrain: Callable[..., object], epochs: int) -> None:
+    """Pretrain a fresh encoder per named setting (``pretrain(encoder, images, cfg, epochs=, monitor=, seed=)``)
+    on the MNIST pool and print its validation scores as the ``course pretrain`` recipes compute them:
+    the 100-label linear probe (mean of 5 draws) and kNN with every training label."""
+    from course_lib.ssl.recipes import encoder_val_metrics
+    from course_lib.ssl.trainer import KNNMonitor
+
+    pool, val = train_val_split()
+    mem = torch.randperm(len(pool), generator=torch.Generator().manual_seed(0))[:5000]
+    monitor = KNNMonitor(pool.images[mem], pool.labels[mem], val.images[:2000], val.labels[:2000])
+    for name in names:
+        cfg, t0 = settings[name], time.perf_counter()
+        torch.manual_seed(0)
+        encoder = cfg.encoder(1)
+        pretrain(encoder, pool.images, cfg, epochs=epochs, monitor=monitor, seed=0)
+        metrics, _ = encoder_val_metrics(encoder, pool, val)
+        print(f"{name:<8} {epochs} epochs: validation probe100 "
+              f"{100 * statistics.mean(metrics['val_probe100_acc_per_draw']):.2f} %, kNN (all labels) "
+              f"{100 * metrics['val_knn_acc_all_labels']:.2f} % ({time.perf_counter() - t0:.0f} s)", flush=True)
