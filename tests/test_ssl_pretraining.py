@@ -199,7 +199,8 @@ def test_scan_checkpoint_was_refined_from_the_shipped_moco_checkpoint(dataset):
     if not scan_path.exists():
         pytest.skip(f"checkpoints/moco-scan-{dataset}.pt not built yet (course pretrain moco-scan-{dataset})")
     from course_lib.checkpoints import load_checkpoint
-    from course_lib.ssl.scan_recipe import SCAN_CONFIGS, file_sha256
+    from course_lib.ssl.pretraining import file_sha256
+    from course_lib.ssl.scan_recipe import SCAN_CONFIGS
 
     enc = MOCO_CONFIGS[dataset].encoder()
     _, meta = load_checkpoint(scan_path, enc)
@@ -226,7 +227,7 @@ def test_finetuned_byol_checkpoint_starts_from_the_shipped_byol_checkpoint():
     from course_lib.checkpoints import load_checkpoint
     from course_lib.ssl.byol_recipe import BYOL_CONFIGS
     from course_lib.ssl.finetune_recipe import FINETUNE_ALL_CONFIGS, classifier_for
-    from course_lib.ssl.scan_recipe import file_sha256
+    from course_lib.ssl.pretraining import file_sha256
 
     model = classifier_for(BYOL_CONFIGS["mnist"].encoder(1), 10)
     _, meta = load_checkpoint(path, model)  # the notebook's model, strictly
@@ -359,6 +360,7 @@ def test_moco_scan_recipe_starts_from_the_moco_checkpoint_and_records_it(tmp_pat
     """End to end on 300 fake digits: base checkpoint required, validation held out, provenance kept."""
     import course_lib.ssl.scan_recipe as sr
     from course_lib.checkpoints import load_checkpoint, save_checkpoint
+    from course_lib.ssl.pretraining import file_sha256
 
     monkeypatch.setitem(sr.SCAN_CONFIGS, "mnist", replace(sr.SCAN_CONFIGS["mnist"], scan_epochs=2, heads=2,
                                                           threshold=0.0, batch_size=64))
@@ -371,7 +373,7 @@ def test_moco_scan_recipe_starts_from_the_moco_checkpoint_and_records_it(tmp_pat
     encoder = MOCO_CONFIGS["mnist"].encoder(1)
     _, meta = load_checkpoint(out, encoder)
     assert meta["pretrain_images"] == 270 and meta["confident_fraction"] == 1.0  # threshold 0 keeps every image
-    assert meta["base_checkpoint"]["sha256"] == sr.file_sha256(base) and meta["base_checkpoint"]["metrics"] == {"x": 1}
+    assert meta["base_checkpoint"]["sha256"] == file_sha256(base) and meta["base_checkpoint"]["metrics"] == {"x": 1}
     assert len(meta["scan_losses"]) == 2 and sum(meta["cluster_sizes"]) == 270
     assert len(meta["metrics"]["val_probe100_acc_per_draw"]) == 5
     base_encoder = MOCO_CONFIGS["mnist"].encoder(1)
@@ -385,7 +387,7 @@ def test_finetune_all_recipe_trains_every_layer_from_the_base_checkpoint(tmp_pat
     """End to end on 300 fake digits: base checkpoint required, every layer trained, validation per epoch, resumable."""
     import course_lib.ssl.finetune_recipe as fr
     from course_lib.checkpoints import load_checkpoint, save_checkpoint
-    from course_lib.ssl.scan_recipe import file_sha256
+    from course_lib.ssl.pretraining import file_sha256
 
     monkeypatch.setitem(fr.FINETUNE_ALL_CONFIGS, "mnist", replace(fr.FINETUNE_ALL_CONFIGS["mnist"], batch_size=64))
     with pytest.raises(FileNotFoundError, match="course pretrain byol-mnist"):

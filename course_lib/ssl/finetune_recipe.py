@@ -25,14 +25,11 @@ import torch
 from torch import Tensor, nn
 
 from ..augment import Compose, ElasticDistortion, RandomAffine, Transform
-from ..checkpoints import load_checkpoint
 from ..evaluation import Classifier
 from ..loader import TensorLoader
 from ..paths import checkpoints_dir
 from ..train import History, fit
-from .encoders import ConvEncoder
-from .pretraining import prepare_pretraining
-from .scan_recipe import file_sha256
+from .pretraining import load_base_checkpoint, prepare_pretraining
 
 
 @dataclass(frozen=True)
@@ -138,17 +135,12 @@ def finetune_all_recipe(method: str, dataset: str) -> Callable[..., Path]:
     def recipe(*, out: str | Path | None = None, epochs: int | None = None, seed: int = 0, root: str | None = None,
                device: str | None = None, limit: int | None = None, fresh: bool = False,
                log: Callable[[str], None] = print, base: str | Path | None = None) -> Path:
-        base_path = Path(base) if base else checkpoints_dir() / f"{base_name}.pt"
-        if not base_path.exists():
-            raise FileNotFoundError(f"{name} starts from the checkpoint {base_path}, which is missing; run "
-                                    f"`course pretrain {base_name}` first")
+        base_ckpt = load_base_checkpoint(base or checkpoints_dir() / f"{base_name}.pt", needed_by=name,
+                                         base_name=base_name)
         t_all = time.perf_counter()
-        cfg, base_sha = FINETUNE_ALL_CONFIGS[dataset], file_sha256(base_path)
-        setup = prepare_pretraining(name, dataset, (cfg, base_sha), epochs=epochs or cfg.epochs, seed=seed,
+        cfg, encoder = FINETUNE_ALL_CONFIGS[dataset], base_ckpt.encoder
+        setup = prepare_pretraining(name, dataset, (cfg, base_ckpt.sha256), epochs=epochs or cfg.epochs, seed=seed,
                                     root=root, device=device, limit=limit, fresh=fresh, labelled=True, log=log)
-        _, base_meta = load_checkpoint(base_path)
-        encoder = ConvEncoder(**base_meta["model_config"])
-        load_checkpoint(base_path, encoder)
         torch.manual_seed(seed)
         model = classifier_for(encoder, len(setup.train.classes))
         labels = setup.train.labels[:len(setup.images)]
@@ -164,9 +156,7 @@ def finetune_all_recipe(method: str, dataset: str) -> Callable[..., Path]:
                                "label used, the validation split scored after each epoch",
                          model_config=encoder.config(), num_classes=len(setup.train.classes),
                          finetune_config=cfg.to_dict(), augmentation=repr(cfg.augmentation()),
-                         base_checkpoint={"path": base_path.name, "sha256": base_sha,
-                                          "git_commit": base_meta.get("git_commit"),
-                                          "metrics": base_meta.get("metrics")})
+                         base_checkpoint=base_ckpt.provenance())
         log(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB)")
         return out
 

@@ -25,9 +25,10 @@ import torch
 from torch import Tensor, nn
 
 from .. import checkpoints
-from ..checkpoints import save_checkpoint, tensor_checksum
+from ..checkpoints import load_checkpoint, save_checkpoint, tensor_checksum
 from ..paths import checkpoints_dir, runs_dir
 from ..train import History
+from .encoders import ConvEncoder
 from .trainer import KNNMonitor, SSLHistory
 
 SPLIT_NOTE = "training split minus stratified_split(val_fraction=0.1, seed=0); labels unused"
@@ -134,3 +135,35 @@ def prepare_pretraining(
     torch.manual_seed(seed)
     return PretrainSetup(name, dataset, epochs, seed, dev, train_full, train, val, images, monitor, resume,
                          launch_commit=checkpoints.git_commit())
+
+
+def file_sha256(path: Path) -> str:
+    """A short SHA-256 of a file's bytes (which base checkpoint a derived one started from)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+@dataclass
+class BaseCheckpoint:
+    """The encoder checkpoint a derived recipe starts from (``load_base_checkpoint``)."""
+
+    path: Path
+    sha256: str
+    meta: dict[str, Any]
+    encoder: ConvEncoder
+
+    def provenance(self) -> dict[str, Any]:
+        """What the derived checkpoint records about its base: file, hash, commit and metrics."""
+        return {"path": self.path.name, "sha256": self.sha256, "git_commit": self.meta.get("git_commit"),
+                "metrics": self.meta.get("metrics")}
+
+
+def load_base_checkpoint(path: str | Path, *, needed_by: str, base_name: str) -> BaseCheckpoint:
+    """Load the ``ConvEncoder`` checkpoint ``path``; if it is missing, say which command makes it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{needed_by} starts from the checkpoint {path}, which is missing; run "
+                                f"`course pretrain {base_name}` first")
+    _, meta = load_checkpoint(path)
+    encoder = ConvEncoder(**meta["model_config"])
+    load_checkpoint(path, encoder)
+    return BaseCheckpoint(path, file_sha256(path), meta, encoder)

@@ -16,18 +16,15 @@ retrains (``TRAIN = True``).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..checkpoints import load_checkpoint
 from ..evaluation import extract_features
 from ..paths import checkpoints_dir
 from ..scan import fit_scan_heads, mine_neighbours, self_label
-from .encoders import ConvEncoder
-from .pretraining import prepare_pretraining
+from .pretraining import load_base_checkpoint, prepare_pretraining
 from .recipes import MOCO_CONFIGS, encoder_val_metrics, moco_views
 
 
@@ -59,11 +56,6 @@ class ScanConfig:
 SCAN_CONFIGS: dict[str, ScanConfig] = {"mnist": ScanConfig(), "fashion-mnist": ScanConfig()}
 
 
-def file_sha256(path: Path) -> str:
-    """A short SHA-256 of a file's bytes (which base checkpoint a derived one started from)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
 def moco_scan_recipe(dataset: str) -> Callable[..., Path]:
     """The ``course pretrain moco-scan-<dataset>`` recipe: SCAN on ``checkpoints/moco-<dataset>.pt``, evaluate, save."""
     if dataset not in SCAN_CONFIGS:
@@ -72,21 +64,16 @@ def moco_scan_recipe(dataset: str) -> Callable[..., Path]:
     def recipe(*, out: str | Path | None = None, epochs: int | None = None, seed: int = 0, root: str | None = None,
                device: str | None = None, limit: int | None = None, fresh: bool = False,
                log: Callable[[str], None] = print, base: str | Path | None = None) -> Path:
-        base_path = Path(base) if base else checkpoints_dir() / f"moco-{dataset}.pt"
-        if not base_path.exists():
-            raise FileNotFoundError(f"moco-scan-{dataset} starts from the MoCo checkpoint {base_path}, which is "
-                                    f"missing; run `course pretrain moco-{dataset}` first")
+        base_ckpt = load_base_checkpoint(base or checkpoints_dir() / f"moco-{dataset}.pt",
+                                         needed_by=f"moco-scan-{dataset}", base_name=f"moco-{dataset}")
         t_all = time.perf_counter()
-        cfg, base_sha = SCAN_CONFIGS[dataset], file_sha256(base_path)
+        cfg = SCAN_CONFIGS[dataset]
         augment = moco_views(MOCO_CONFIGS[dataset]).t1
-        setup = prepare_pretraining(f"moco-scan-{dataset}", dataset, (cfg, base_sha),
+        setup = prepare_pretraining(f"moco-scan-{dataset}", dataset, (cfg, base_ckpt.sha256),
                                     epochs=epochs or cfg.epochs, seed=seed, root=root, device=device, limit=limit,
                                     fresh=fresh, log=log)
         dev, train, val = setup.device, setup.train, setup.val
-        _, base_meta = load_checkpoint(base_path)
-        encoder = ConvEncoder(**base_meta["model_config"])
-        load_checkpoint(base_path, encoder)
-        encoder = encoder.to(dev).eval()
+        encoder = base_ckpt.encoder.to(dev).eval()
 
         t0 = time.perf_counter()
         features = extract_features(encoder, setup.images)
@@ -107,8 +94,7 @@ def moco_scan_recipe(dataset: str) -> Callable[..., Path]:
         out = setup.save(out, encoder, sl.history, metrics, total_wall_time_s=time.perf_counter() - t_all,
                          model_config=encoder.config(), scan_config=cfg.to_dict(),
                          views=repr(augment),
-                         base_checkpoint={"path": base_path.name, "sha256": base_sha,
-                                          "git_commit": base_meta.get("git_commit"), "metrics": base_meta.get("metrics")},
+                         base_checkpoint=base_ckpt.provenance(),
                          scan_losses=scan.losses, scan_chosen=scan.chosen,
                          confident_fraction=sl.confident_fraction, cluster_sizes=sl.cluster_sizes)
         log(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB)")
