@@ -22,7 +22,7 @@ from .ssl import recipes as ssl_recipes
 from .ssl.byol_recipe import byol_recipe
 from .ssl.finetune_recipe import finetune_all_recipe
 from .ssl.mae_recipe import mae_recipe
-from .ssl.scan_recipe import moco_scan_recipe
+from .ssl.scan_recipe import moco_scan_recipe, scan_recipe
 
 #: name -> (recipe function, one-line description).  A recipe takes ``out``, ``epochs``,
 #: ``seed``, ``root`` and ``device`` keyword arguments and returns the checkpoint path.
@@ -41,6 +41,8 @@ RECIPES: dict[str, tuple[Callable[..., Any], str]] = {
                    "notebook 03: BYOL, the same 28 px ConvEncoder (388 k params) on unlabelled MNIST, cosine tau"),
     "byol-mnist-finetuned": (finetune_all_recipe("byol", "mnist"),
                              "notebook 03: every layer of byol-mnist fine-tuned with every label, elastic augmentation"),
+    "byol-scan-mnist": (scan_recipe("byol", "mnist"),
+                        "byol-mnist refined by SCAN (cluster heads + self-labelling), no labels; not yet used by notebook 03"),
     "mae-cifar10": (mae_recipe("cifar10"),
                     "notebook 06: masked autoencoder, 0.9 M-param ViT on 4x4 patches, unlabelled CIFAR-10"),
     "mae-cifar100": (mae_recipe("cifar100"),

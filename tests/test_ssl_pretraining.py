@@ -424,3 +424,13 @@ def test_finetune_all_config_names_impossible_settings():
     x[:, :, 10:18, 10:18] = 1.0
     y = both(x)
     assert y.shape == x.shape and not torch.equal(y[0], y[1])  # each image its own parameters
+
+
+def test_scan_recipe_knows_its_bases_and_names_the_missing_one(tmp_path):
+    import course_lib.ssl.scan_recipe as sr
+
+    with pytest.raises(ValueError, match="byol-mnist"):
+        sr.scan_recipe("byol", "fashion-mnist")  # no BYOL config there; the error lists what exists
+    with pytest.raises(FileNotFoundError, match="course pretrain byol-mnist"):
+        sr.scan_recipe("byol", "mnist")(out=tmp_path / "x.pt", base=tmp_path / "missing.pt", log=lambda _: None)
+    assert "RandomResizedCrop" in repr(sr._views("byol", "mnist")) and "Elastic" in repr(sr._views("byol", "mnist"))

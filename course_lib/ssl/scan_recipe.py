@@ -1,17 +1,19 @@
-"""The ``course pretrain moco-scan-<dataset>`` recipe: MoCo's encoder refined by SCAN, still without labels.
+"""The ``course pretrain <method>-scan-<dataset>`` recipes: a pretrained encoder refined by SCAN, still without labels.
 
-SCAN (Van Gansbeke et al., 2020) has three stages; the MoCo checkpoint is the first
-(pretext features).  This recipe runs the other two from ``course_lib.scan`` on the
+SCAN (Van Gansbeke et al., 2020) has three stages; the MoCo (or BYOL) checkpoint is the
+first (pretext features).  This recipe runs the other two from ``course_lib.scan`` on the
 same unlabelled pool:
 
-1. mine each image's ``k`` nearest neighbours in MoCo's feature space and train linear
-   cluster heads on the frozen features with the SCAN loss; keep the lowest-loss head;
+1. mine each image's ``k`` nearest neighbours in the encoder's feature space and train
+   linear cluster heads on the frozen features with the SCAN loss; keep the lowest-loss head;
 2. self-labelling: the images that head is confident about become pseudo-labelled
-   training data for the encoder (plus a new linear head), with MoCo's augmentation.
+   training data for the encoder (plus a new linear head), with the method's own
+   augmentation.
 
 No label is read until the evaluation on the validation split.  Notebook 02 loads the
 result as ``checkpoints/moco-scan-<dataset>.pt`` and runs the same pieces when it
-retrains (``TRAIN = True``).
+retrains (``TRAIN = True``).  ``byol-scan-mnist`` is the same recipe on notebook 03's
+BYOL encoder (whose neighbourhoods, since the lr-0.2 checkpoint, are as pure as MoCo's).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .recipes import MOCO_CONFIGS, encoder_val_metrics, moco_views
 
 @dataclass(frozen=True)
 class ScanConfig:
-    """SCAN's settings on top of a MoCo checkpoint (chosen on validation, ``docs/experiments/02_scan.py``).
+    """SCAN's settings on top of a MoCo or BYOL checkpoint (chosen on validation, ``docs/experiments/02_scan.py``).
 
     ``k`` neighbours per image, ``heads`` cluster heads trained ``scan_epochs`` epochs
     with ``entropy_weight``; then ``epochs`` of self-labelling (Adam, ``lr`` with a
@@ -56,20 +58,34 @@ class ScanConfig:
 SCAN_CONFIGS: dict[str, ScanConfig] = {"mnist": ScanConfig(), "fashion-mnist": ScanConfig()}
 
 
-def moco_scan_recipe(dataset: str) -> Callable[..., Path]:
-    """The ``course pretrain moco-scan-<dataset>`` recipe: SCAN on ``checkpoints/moco-<dataset>.pt``, evaluate, save."""
-    if dataset not in SCAN_CONFIGS:
-        raise ValueError(f"no SCAN config for {dataset!r}; known: {sorted(SCAN_CONFIGS)}")
+def _views(method: str, dataset: str):
+    """The method's own view augmentation (one view), which self-labelling trains with."""
+    if method == "moco":
+        return moco_views(MOCO_CONFIGS[dataset]).t1
+    from .byol_recipe import BYOL_CONFIGS, byol_views
+    return byol_views(BYOL_CONFIGS[dataset]).t1
+
+
+#: which pretrained encoders SCAN can refine: method -> the datasets with a pretraining config
+SCAN_BASES = {"moco": ("mnist", "fashion-mnist"), "byol": ("mnist",)}
+
+
+def scan_recipe(method: str, dataset: str) -> Callable[..., Path]:
+    """The ``course pretrain <method>-scan-<dataset>`` recipe: SCAN on ``checkpoints/<method>-<dataset>.pt``."""
+    if dataset not in SCAN_CONFIGS or dataset not in SCAN_BASES.get(method, ()):
+        raise ValueError(f"no SCAN config for {method!r} on {dataset!r}; known: "
+                         f"{sorted(f'{m}-{d}' for m, ds in SCAN_BASES.items() for d in ds)}")
+    name, base_name = f"{method}-scan-{dataset}", f"{method}-{dataset}"
 
     def recipe(*, out: str | Path | None = None, epochs: int | None = None, seed: int = 0, root: str | None = None,
                device: str | None = None, limit: int | None = None, fresh: bool = False,
                log: Callable[[str], None] = print, base: str | Path | None = None) -> Path:
-        base_ckpt = load_base_checkpoint(base or checkpoints_dir() / f"moco-{dataset}.pt",
-                                         needed_by=f"moco-scan-{dataset}", base_name=f"moco-{dataset}")
+        base_ckpt = load_base_checkpoint(base or checkpoints_dir() / f"{base_name}.pt", needed_by=name,
+                                         base_name=base_name)
         t_all = time.perf_counter()
         cfg = SCAN_CONFIGS[dataset]
-        augment = moco_views(MOCO_CONFIGS[dataset]).t1
-        setup = prepare_pretraining(f"moco-scan-{dataset}", dataset, (cfg, base_ckpt.sha256),
+        augment = _views(method, dataset)
+        setup = prepare_pretraining(name, dataset, (cfg, base_ckpt.sha256),
                                     epochs=epochs or cfg.epochs, seed=seed, root=root, device=device, limit=limit,
                                     fresh=fresh, log=log)
         dev, train, val = setup.device, setup.train, setup.val
@@ -100,6 +116,11 @@ def moco_scan_recipe(dataset: str) -> Callable[..., Path]:
         log(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB)")
         return out
 
-    recipe.__doc__ = (f"SCAN (cluster heads + self-labelling) on the MoCo encoder of {dataset}, "
-                      f"checkpoint checkpoints/moco-scan-{dataset}.pt")
+    recipe.__doc__ = (f"SCAN (cluster heads + self-labelling) on the {method} encoder of {dataset}, "
+                      f"checkpoint checkpoints/{name}.pt")
     return recipe
+
+
+def moco_scan_recipe(dataset: str) -> Callable[..., Path]:
+    """``scan_recipe("moco", dataset)``: notebook 02's refined MoCo encoder."""
+    return scan_recipe("moco", dataset)
