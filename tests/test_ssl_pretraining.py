@@ -193,18 +193,19 @@ def test_reference_checkpoint_has_provenance_and_fits_the_config():
 
 
 
-@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
-def test_scan_checkpoint_was_refined_from_the_shipped_moco_checkpoint(dataset):
-    scan_path, base_path = REPO / "checkpoints" / f"moco-scan-{dataset}.pt", REPO / "checkpoints" / f"moco-{dataset}.pt"
+@pytest.mark.parametrize("method,dataset", [("moco", "mnist"), ("moco", "fashion-mnist"), ("byol", "mnist")])
+def test_scan_checkpoint_was_refined_from_the_shipped_base_checkpoint(method, dataset):
+    scan_path = REPO / "checkpoints" / f"{method}-scan-{dataset}.pt"
+    base_path = REPO / "checkpoints" / f"{method}-{dataset}.pt"
     if not scan_path.exists():
-        pytest.skip(f"checkpoints/moco-scan-{dataset}.pt not built yet (course pretrain moco-scan-{dataset})")
+        pytest.skip(f"checkpoints/{method}-scan-{dataset}.pt not built yet (course pretrain {method}-scan-{dataset})")
     from course_lib.checkpoints import load_checkpoint
     from course_lib.ssl.pretraining import file_sha256
     from course_lib.ssl.scan_recipe import SCAN_CONFIGS
 
     enc = MOCO_CONFIGS[dataset].encoder()
     _, meta = load_checkpoint(scan_path, enc)
-    assert meta["base_checkpoint"]["sha256"] == file_sha256(base_path)  # rebuild it if moco-<dataset>.pt changes
+    assert meta["base_checkpoint"]["sha256"] == file_sha256(base_path)  # rebuild it if the base checkpoint changes
     assert meta["scan_config"] == SCAN_CONFIGS[dataset].to_dict() and meta["model_config"] == enc.config()
     assert len(meta["history"]["records"]) == meta["epochs"]
 
