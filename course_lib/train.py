@@ -80,6 +80,11 @@ class History:
         """Total training time in seconds."""
         return float(sum(self["seconds"]))
 
+    @property
+    def wall_time_s(self) -> float:
+        """``seconds`` under the name ``SSLHistory`` uses, so checkpoint code can take either history."""
+        return self.seconds
+
     def to_dict(self) -> dict[str, Any]:
         return {"records": self.records, "interrupted": self.interrupted}
 

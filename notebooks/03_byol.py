@@ -933,8 +933,7 @@ full_ft, full_ft_meta = load_or_train("byol-mnist-finetuned", classifier_for(cop
 full_ft = full_ft.to(device).eval()
 full_ft_val = full_ft_meta["metrics"]["val_acc_per_epoch"]
 with torch.no_grad():
-    full_ft_pred = torch.cat([full_ft(test.images[i:i + 1000].to(device).float() / 255).argmax(1).cpu()
-                              for i in range(0, len(y_te), 1000)])
+    full_ft_pred = accuracy_and_logits(full_ft, test.images, y_te)[1].argmax(1)
 ft_full = with_ci(full_ft_pred, y_te)
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.plot(range(1, len(full_ft_val) + 1), [100 * a for a in full_ft_val], "o-", label="every layer, augmented")

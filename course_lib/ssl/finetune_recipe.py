@@ -27,7 +27,6 @@ from torch import Tensor, nn
 from ..augment import Compose, ElasticDistortion, RandomAffine, Transform
 from ..evaluation import Classifier
 from ..loader import TensorLoader
-from ..paths import checkpoints_dir
 from ..train import History, fit
 from .pretraining import load_base_checkpoint, prepare_pretraining
 
@@ -135,8 +134,7 @@ def finetune_all_recipe(method: str, dataset: str) -> Callable[..., Path]:
     def recipe(*, out: str | Path | None = None, epochs: int | None = None, seed: int = 0, root: str | None = None,
                device: str | None = None, limit: int | None = None, fresh: bool = False,
                log: Callable[[str], None] = print, base: str | Path | None = None) -> Path:
-        base_ckpt = load_base_checkpoint(base or checkpoints_dir() / f"{base_name}.pt", needed_by=name,
-                                         base_name=base_name)
+        base_ckpt = load_base_checkpoint(base, needed_by=name, base_name=base_name)
         t_all = time.perf_counter()
         cfg, encoder = FINETUNE_ALL_CONFIGS[dataset], base_ckpt.encoder
         setup = prepare_pretraining(name, dataset, (cfg, base_ckpt.sha256), epochs=epochs or cfg.epochs, seed=seed,
@@ -146,8 +144,7 @@ def finetune_all_recipe(method: str, dataset: str) -> Callable[..., Path]:
         labels = setup.train.labels[:len(setup.images)]
         history = finetune_all(model, setup.images, labels, setup.val.images, setup.val.labels, cfg,
                                epochs=setup.epochs, checkpoint=setup.resume, device=setup.device, seed=seed)
-        if history.interrupted:
-            raise KeyboardInterrupt(f"{name} interrupted; run the same command again to resume from {setup.resume}")
+        setup.raise_if_interrupted(history)
         metrics = {"val_acc": history.records[-1]["val_acc"], "val_acc_per_epoch": history["val_acc"],
                    "final_train_loss": history.records[-1]["train_loss"]}
         log(f"validation accuracy per epoch: {' '.join(f'{100 * a:.2f}' for a in history['val_acc'])} %")

@@ -51,7 +51,7 @@ class PretrainSetup:
     resume: Path
     launch_commit: str | None = None  # HEAD when the run started: the code that trained it
 
-    def raise_if_interrupted(self, history: SSLHistory) -> None:
+    def raise_if_interrupted(self, history: SSLHistory | History) -> None:
         """After Ctrl-C the training loop returns early; stop the recipe here and say how to resume."""
         if history.interrupted:
             raise KeyboardInterrupt(f"{self.name} interrupted; run the same command again to resume from "
@@ -78,7 +78,7 @@ class PretrainSetup:
             "split": SPLIT_NOTE,
             "profile": "reference",
             "epochs": self.epochs,
-            "wall_time_s": history.wall_time_s if isinstance(history, SSLHistory) else history.seconds,
+            "wall_time_s": history.wall_time_s,
             "threads": torch.get_num_threads(),
             "device": str(self.device),
             "seed": self.seed,
@@ -157,9 +157,10 @@ class BaseCheckpoint:
                 "metrics": self.meta.get("metrics")}
 
 
-def load_base_checkpoint(path: str | Path, *, needed_by: str, base_name: str) -> BaseCheckpoint:
-    """Load the ``ConvEncoder`` checkpoint ``path``; if it is missing, say which command makes it."""
-    path = Path(path)
+def load_base_checkpoint(path: str | Path | None, *, needed_by: str, base_name: str) -> BaseCheckpoint:
+    """Load the ``ConvEncoder`` checkpoint ``path`` (default ``checkpoints/<base_name>.pt``); if it is
+    missing, say which command makes it."""
+    path = Path(path) if path else checkpoints_dir() / f"{base_name}.pt"
     if not path.exists():
         raise FileNotFoundError(f"{needed_by} starts from the checkpoint {path}, which is missing; run "
                                 f"`course pretrain {base_name}` first")

@@ -23,9 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..augment import Transform
 from ..evaluation import extract_features
-from ..paths import checkpoints_dir
 from ..scan import fit_scan_heads, mine_neighbours, self_label
+from .byol_recipe import BYOL_CONFIGS, byol_views
 from .pretraining import load_base_checkpoint, prepare_pretraining
 from .recipes import MOCO_CONFIGS, encoder_val_metrics, moco_views
 
@@ -58,11 +59,10 @@ class ScanConfig:
 SCAN_CONFIGS: dict[str, ScanConfig] = {"mnist": ScanConfig(), "fashion-mnist": ScanConfig()}
 
 
-def _views(method: str, dataset: str):
+def _views(method: str, dataset: str) -> Transform:
     """The method's own view augmentation (one view), which self-labelling trains with."""
     if method == "moco":
         return moco_views(MOCO_CONFIGS[dataset]).t1
-    from .byol_recipe import BYOL_CONFIGS, byol_views
     return byol_views(BYOL_CONFIGS[dataset]).t1
 
 
@@ -80,8 +80,7 @@ def scan_recipe(method: str, dataset: str) -> Callable[..., Path]:
     def recipe(*, out: str | Path | None = None, epochs: int | None = None, seed: int = 0, root: str | None = None,
                device: str | None = None, limit: int | None = None, fresh: bool = False,
                log: Callable[[str], None] = print, base: str | Path | None = None) -> Path:
-        base_ckpt = load_base_checkpoint(base or checkpoints_dir() / f"{base_name}.pt", needed_by=name,
-                                         base_name=base_name)
+        base_ckpt = load_base_checkpoint(base, needed_by=name, base_name=base_name)
         t_all = time.perf_counter()
         cfg = SCAN_CONFIGS[dataset]
         augment = _views(method, dataset)
@@ -97,8 +96,8 @@ def scan_recipe(method: str, dataset: str) -> Callable[..., Path]:
                               epochs=cfg.scan_epochs, entropy_weight=cfg.entropy_weight, seed=seed)
         log(f"SCAN heads ({time.perf_counter() - t0:.0f} s): losses {[round(v, 3) for v in scan.losses]}, "
             f"kept head {scan.chosen}")
-        sl = self_label(encoder, scan.head.to(dev), setup.images, augment, cfg.num_clusters, epochs=setup.epochs, threshold=cfg.threshold, lr=cfg.lr,
-                        weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, monitor=setup.monitor,
+        sl = self_label(encoder, scan.head.to(dev), setup.images, augment, cfg.num_clusters, epochs=setup.epochs,
+                        threshold=cfg.threshold, lr=cfg.lr, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, monitor=setup.monitor,
                         checkpoint=setup.resume, device=dev, seed=seed, log=log)
         setup.raise_if_interrupted(sl.history)
         log(f"self-labelling used {100 * sl.confident_fraction:.1f} % of the pool; cluster sizes {sl.cluster_sizes}")
