@@ -147,7 +147,8 @@ def load_or_train(
         print(f"training {name} ({profile} profile)...")
     t0 = time.perf_counter()
     info = dict(train_fn(model) or {})
-    meta = {"name": name, "profile": profile, "wall_time_s": time.perf_counter() - t0, **(metadata or {}), **info}
+    meta = {"name": name, "profile": profile, "wall_time_s": time.perf_counter() - t0,
+            "threads": torch.get_num_threads(), **(metadata or {}), **info}
     save_checkpoint(saved, model, meta)
     _, meta = load_checkpoint(saved)
     return model, meta

@@ -31,6 +31,7 @@ the clusters are the classes.
 
 Pieces: ``mine_neighbours`` (kNN by cosine similarity, self excluded),
 ``scan_loss``, ``fit_scan_heads`` (train heads, keep the best), ``name_clusters``,
+``scan_clusters`` (the three together, scored as notebooks 02 and 03 report them),
 ``SelfLabel`` (the self-labelling loss as a model for ``train_ssl``) and ``self_label``.
 """
 
@@ -45,6 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .clustering import matched_accuracy
 from .evaluation import LinearClassifier, extract_features, knn_neighbours
 from .ssl.trainer import SSLHistory, train_ssl
 
@@ -204,6 +206,57 @@ def name_clusters(clusters: Tensor, labels: Tensor, num_clusters: int, num_class
     return names
 
 
+@dataclass
+class ScanClusters:
+    """Outcome of ``scan_clusters``: the kept head and how well its label-free clusters match the classes.
+
+    ``neighbour_purity`` (the fraction of mined neighbours that share the image's class)
+    and the scores read labels; building the clusters does not.
+    """
+
+    scan: ScanResult
+    neighbour_purity: float
+    test_clusters: Tensor
+    cluster_acc: float
+    named_acc: list[float]
+
+
+def scan_clusters(
+    pool_features: Tensor,
+    pool_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor,
+    draws: list[Tensor],
+    num_classes: int,
+    *,
+    k: int = 20,
+    heads: int = 10,
+    epochs: int = 30,
+    batch_size: int = 512,
+    entropy_weight: float = 2.0,
+    seed: int = 0,
+) -> ScanClusters:
+    """SCAN's clustering step on frozen pool features, scored on the test set.
+
+    Mines ``k`` neighbours per pool image, trains ``heads`` cluster heads for ``epochs``
+    (``fit_scan_heads``, no labels), then scores the kept head's test clusters twice: the
+    Hungarian-matched accuracy (the best naming, an upper bound for any few labels), and
+    for each labelled draw (indices into the pool) the accuracy after naming the
+    clusters with only that draw's labels (``name_clusters``).
+    """
+    if not draws:
+        raise ValueError("draws must hold at least one tensor of pool indices (the labelled images)")
+    neighbours = mine_neighbours(pool_features, k=k)
+    purity = float((pool_labels[neighbours] == pool_labels[:, None]).float().mean())
+    scan = fit_scan_heads(pool_features, neighbours, num_classes, heads=heads, epochs=epochs, batch_size=batch_size,
+                          entropy_weight=entropy_weight, seed=seed)
+    with torch.no_grad():
+        pool_clusters, test_clusters = scan.head(pool_features).argmax(1), scan.head(test_features).argmax(1)
+    named = [float((name_clusters(pool_clusters[i], pool_labels[i], num_classes, num_classes)[test_clusters]
+                    == test_labels).float().mean()) for i in draws]
+    return ScanClusters(scan, purity, test_clusters, matched_accuracy(test_labels, test_clusters), named)
+
+
 class SelfLabel(nn.Module):
     """SCAN's self-labelling loss: ``forward(clean, augmented)`` -> weighted cross-entropy on confident images.
 
@@ -316,5 +369,5 @@ def self_label(
     return SelfLabelResult(history, len(keep) / len(images), [int(v) for v in sizes])
 
 
-__all__ = ["CleanAndAugmented", "ScanLoss", "ScanResult", "SelfLabel", "SelfLabelResult", "fit_scan_heads",
-           "mine_neighbours", "name_clusters", "scan_loss", "self_label"]
+__all__ = ["CleanAndAugmented", "ScanClusters", "ScanLoss", "ScanResult", "SelfLabel", "SelfLabelResult",
+           "fit_scan_heads", "mine_neighbours", "name_clusters", "scan_clusters", "scan_loss", "self_label"]

@@ -73,9 +73,9 @@ from course_lib.metrics import confusion_matrix, format_mean_std, mean_std
 from course_lib.models import MLP, SmallCNN
 from course_lib.profiles import from_env, resolve
 from course_lib.results import save_results
-from course_lib.scan import fit_scan_heads, mine_neighbours, name_clusters, self_label
+from course_lib.scan import scan_clusters
 from course_lib.ssl.recipes import MOCO_CONFIGS, build_moco, moco_views, pretrain_moco
-from course_lib.ssl.scan_recipe import SCAN_CONFIGS
+from course_lib.ssl.scan_recipe import SCAN_CONFIGS, load_or_self_label
 from course_lib.ssl.trainer import KNNMonitor
 from course_lib.train import get_device, seed_everything
 
@@ -771,19 +771,14 @@ print(f"({time.perf_counter() - t0:.0f} s)")
 
 # %%
 t0 = time.perf_counter()
-f_pool, f_test = feats["MoCo"]
-neighbours = mine_neighbours(f_pool, k=20)
-same_class = float((pool.labels[neighbours] == pool.labels[:, None]).float().mean())
-kmeans_acc = matched_accuracy(test.labels, kmeans(f_test, 10, seed=SEED, standardize=True))
-scan = fit_scan_heads(f_pool, neighbours, 10, heads=10, epochs=cfg["scan_epochs"], seed=SEED)
-clusters_pool, clusters_test = scan.head(f_pool).argmax(1), scan.head(f_test).argmax(1)
-scan_cluster_acc = matched_accuracy(test.labels, clusters_test)
-scan100 = [float((name_clusters(clusters_pool[i], pool.labels[i], 10, 10)[clusters_test] == test.labels).float().mean())
-           for i in draws]
+kmeans_acc = matched_accuracy(test.labels, kmeans(feats["MoCo"][1], 10, seed=SEED, standardize=True))
+sc = scan_clusters(feats["MoCo"][0], pool.labels, feats["MoCo"][1], test.labels, draws, 10, k=20, heads=10,
+                   epochs=cfg["scan_epochs"], seed=SEED)
+scan, same_class, scan100 = sc.scan, sc.neighbour_purity, sc.named_acc
 print(f"20 nearest pool neighbours of the same class: {100 * same_class:.1f} %")
 print(f"k-means (10 clusters) on the test features: matched accuracy {100 * kmeans_acc:.2f} %")
 print(f"SCAN heads' losses {[round(v, 3) for v in scan.losses]}; kept head {scan.chosen}")
-print(f"SCAN clusters on the test set, no labels: matched accuracy {100 * scan_cluster_acc:.2f} %")
+print(f"SCAN clusters on the test set, no labels: matched accuracy {100 * sc.cluster_acc:.2f} %")
 print(f"SCAN clusters named by the 100 labels:     {format_mean_std(scan100)} %  ({time.perf_counter() - t0:.0f} s)")
 
 # %% [markdown]
@@ -805,25 +800,10 @@ print(f"SCAN clusters named by the 100 labels:     {format_mean_std(scan100)} % 
 # `moco-mnist.pt`); `TRAIN = True` refines it here from the encoder and the SCAN head above.
 
 # %%
-scan_cfg = SCAN_CONFIGS[DATASET]
-
-
-def train_scan_encoder(enc):
-    enc.load_state_dict(encoder.state_dict())
-    sl = self_label(enc.to(device), scan.head.to(device), pool.images, moco_views(moco_cfg).t1, 10,
-                    epochs=cfg["self_label_epochs"], threshold=scan_cfg.threshold, lr=scan_cfg.lr,
-                    weight_decay=scan_cfg.weight_decay, batch_size=scan_cfg.batch_size, device=device, seed=SEED,
-                    max_steps_per_epoch=cfg["pretrain_max_steps"])
-    return {"epochs": cfg["self_label_epochs"], "dataset": DATASET, "history": sl.history.to_dict(),
-            "model_config": enc.config(), "confident_fraction": sl.confident_fraction,
-            "metrics": {"confident_fraction": sl.confident_fraction}}
-
-
 t0 = time.perf_counter()
-torch.manual_seed(SEED)
-scan_encoder, scan_meta = load_or_train(f"moco-scan-{DATASET}", moco_cfg.encoder(1), train_scan_encoder,
-                                        profile=PROFILE, retrain=TRAIN or cfg["train"])
-scan_encoder = scan_encoder.to(device).eval()
+scan_encoder, scan_meta = load_or_self_label(encoder, scan.head, pool.images, "moco", DATASET, profile=PROFILE,
+                                             retrain=TRAIN or cfg["train"], epochs=cfg["self_label_epochs"],
+                                             device=device, seed=SEED, max_steps_per_epoch=cfg["pretrain_max_steps"])
 f_scan = (extract_features(scan_encoder, pool.images, device=device),
           extract_features(scan_encoder, test.images, device=device))
 scan_probe100 = few_label_protocol(f_scan[0], pool.labels, f_scan[1], test.labels, 10, fit_fn=probe_fit,
@@ -967,7 +947,7 @@ metrics = {
     "random_init_probe100_acc": rand_m,
     "moco_labelprop100_acc": lp_m, "moco_labelprop100_acc_std": lp_s,
     "pixels_labelprop100_acc": lp_px_m, "pixels_labelprop100_acc_std": lp_px_s,
-    "moco_scan100_acc": scan_m, "moco_scan100_acc_std": scan_s, "moco_scan_cluster_acc": scan_cluster_acc,
+    "moco_scan100_acc": scan_m, "moco_scan100_acc_std": scan_s, "moco_scan_cluster_acc": sc.cluster_acc,
     "moco_kmeans_cluster_acc": kmeans_acc,
     "moco_scan_encoder_probe100_acc": sprobe_m, "moco_scan_encoder_probe100_acc_std": sprobe_s,
     "moco_scan_encoder_knn100_acc": mean_std(scan_knn100)[0],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -178,3 +179,73 @@ def test_self_label_trains_the_encoder_on_confident_clusters_and_its_loss_falls(
     assert not enc.training
     with pytest.raises(ValueError, match="lower the threshold"):
         self_label(enc, FixedHead(16, 0.01), images, RandomResizedCrop(8), 2, threshold=0.99, batch_size=32, log=None)
+
+
+def test_scan_clusters_scores_the_kept_head_and_names_clusters_from_each_draw():
+    from course_lib.scan import scan_clusters
+
+    x, y = blobs(n_per=60)
+    xt, yt = blobs(n_per=20)  # the same centres (same seed), other noise
+    draws = [torch.tensor([0, 60, 120, 180]), torch.tensor([1, 61, 121, 181])]
+    res = scan_clusters(x, y, xt, yt, draws, 4, k=5, heads=3, epochs=40, batch_size=64)
+    assert res.neighbour_purity > 0.99 and res.cluster_acc > 0.95
+    assert len(res.named_acc) == 2 and all(a > 0.95 for a in res.named_acc)
+    assert res.test_clusters.shape == (len(xt),) and res.scan.losses[res.scan.chosen] == min(res.scan.losses)
+    with pytest.raises(ValueError, match="draws"):
+        scan_clusters(x, y, xt, yt, [], 4)
+
+
+def test_self_label_trainer_copies_the_base_and_returns_checkpoint_metadata(monkeypatch):
+    from dataclasses import replace
+
+    import course_lib.ssl.scan_recipe as sr
+    from course_lib.checkpoints import load_or_train
+    from course_lib.evaluation import extract_features
+    from course_lib.ssl.encoders import ConvEncoder
+
+    torch.manual_seed(0)
+    images, _ = stripe_images(64)
+    base = ConvEncoder(1, (8, 16))
+    f = extract_features(base, images)
+    head = fit_scan_heads(f, mine_neighbours(f, k=5), 2, heads=2, epochs=20, batch_size=64).head
+    monkeypatch.setitem(sr.SCAN_CONFIGS, "mnist", replace(sr.SCAN_CONFIGS["mnist"], num_clusters=2, batch_size=32))
+    started_from = []
+    real = sr.self_label
+    monkeypatch.setattr(sr, "self_label", lambda enc, *a, **k: (started_from.append(copy.deepcopy(enc.state_dict())),
+                                                                real(enc, *a, **k))[1])
+    train = sr.self_label_trainer(base, head, images, "byol", "mnist", epochs=2)
+    fresh = ConvEncoder(1, (8, 16))
+    meta = train(fresh)
+    assert meta["epochs"] == 2 and meta["dataset"] == "mnist" and meta["scan_config"]["num_clusters"] == 2
+    assert meta["model_config"] == base.config() and len(meta["history"]["records"]) == 2
+    assert all(torch.equal(v, base.state_dict()[k]) for k, v in started_from[0].items())  # started from the base
+    assert not torch.equal(fresh.features[0][0].weight, base.features[0][0].weight)  # and was trained
+    assert meta["confident_fraction"] == 1.0 and sum(meta["cluster_sizes"]) == len(images)
+    with pytest.raises(ValueError, match="no SCAN config for 'byol' on 'cifar10'"):
+        sr.self_label_trainer(base, head, images, "byol", "cifar10")
+
+
+def test_load_or_self_label_trains_once_then_loads_the_saved_encoder(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import course_lib.checkpoints as C
+    import course_lib.ssl.scan_recipe as sr
+    from course_lib.evaluation import extract_features
+    from course_lib.ssl.encoders import ConvEncoder
+
+    monkeypatch.setenv("COURSE_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(C, "checkpoints_dir", lambda: tmp_path / "no-references")
+    monkeypatch.setitem(sr.SCAN_CONFIGS, "mnist", replace(sr.SCAN_CONFIGS["mnist"], num_clusters=2, batch_size=32))
+    torch.manual_seed(0)
+    images, _ = stripe_images(64)
+    base = ConvEncoder(1, (8, 16))
+    f = extract_features(base, images)
+    head = fit_scan_heads(f, mine_neighbours(f, k=5), 2, heads=2, epochs=20, batch_size=64).head
+    kw = dict(profile="smoke", epochs=1, device="cpu")
+    enc, meta = sr.load_or_self_label(base, head, images, "byol", "mnist", **kw)
+    assert not enc.training and meta["name"] == "byol-scan-mnist" and meta["profile"] == "smoke"
+    assert (tmp_path / "runs" / "checkpoints" / "byol-scan-mnist-smoke.pt").exists()
+    assert not torch.equal(enc.features[0][0].weight, base.features[0][0].weight)
+    again, _ = sr.load_or_self_label(base, head, images, "byol", "mnist",
+                                     **kw | {"epochs": None})  # loads: would otherwise train 6 epochs
+    assert torch.equal(again.features[0][0].weight, enc.features[0][0].weight)

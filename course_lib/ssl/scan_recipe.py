@@ -11,17 +11,23 @@ same unlabelled pool:
    augmentation.
 
 No label is read until the evaluation on the validation split.  Notebook 02 loads the
-result as ``checkpoints/moco-scan-<dataset>.pt`` and runs the same pieces when it
-retrains (``TRAIN = True``).  ``byol-scan-mnist`` is the same recipe on notebook 03's
-BYOL encoder (whose neighbourhoods, since the lr-0.2 checkpoint, are as pure as MoCo's).
+result as ``checkpoints/moco-scan-<dataset>.pt``, notebook 03 as ``byol-scan-mnist.pt``
+(the same recipe on the BYOL encoder, whose neighbourhoods, since the lr-0.2
+checkpoint, are as pure as MoCo's); when they retrain (``TRAIN = True``) they run
+stage 2 with ``course_lib.scan.scan_clusters`` and stage 3 with
+``load_or_self_label``.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
+
+import torch
+from torch import Tensor, nn
 
 from ..augment import Transform
 from ..evaluation import extract_features
@@ -70,11 +76,81 @@ def _views(method: str, dataset: str) -> Transform:
 SCAN_BASES = {"moco": ("mnist", "fashion-mnist"), "byol": ("mnist",)}
 
 
-def scan_recipe(method: str, dataset: str) -> Callable[..., Path]:
-    """The ``course pretrain <method>-scan-<dataset>`` recipe: SCAN on ``checkpoints/<method>-<dataset>.pt``."""
+def _check_base(method: str, dataset: str) -> None:
     if dataset not in SCAN_CONFIGS or dataset not in SCAN_BASES.get(method, ()):
         raise ValueError(f"no SCAN config for {method!r} on {dataset!r}; known: "
                          f"{sorted(f'{m}-{d}' for m, ds in SCAN_BASES.items() for d in ds)}")
+
+
+def self_label_trainer(
+    base: nn.Module,
+    cluster_head: nn.Module,
+    images: Tensor,
+    method: str,
+    dataset: str,
+    *,
+    epochs: int | None = None,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    max_steps_per_epoch: int | None = None,
+) -> Callable[[nn.Module], dict]:
+    """The ``train_fn`` a notebook gives ``load_or_train("<method>-scan-<dataset>", ...)``: SCAN's stage 3.
+
+    The returned function copies ``base``'s weights into the fresh encoder it is given,
+    self-labels it on ``images`` with ``cluster_head`` (from ``scan_clusters``), the
+    method's own views and ``SCAN_CONFIGS[dataset]`` (``epochs`` overrides the config's),
+    and returns the checkpoint metadata.  The recipe above does the same from the command line.
+    """
+    _check_base(method, dataset)
+    cfg, augment = SCAN_CONFIGS[dataset], _views(method, dataset)
+    epochs = epochs or cfg.epochs
+
+    def train(encoder: nn.Module) -> dict:
+        encoder.load_state_dict(base.state_dict())
+        dev = torch.device(device) if device is not None else next(encoder.parameters()).device
+        sl = self_label(encoder.to(dev), cluster_head.to(dev), images, augment, cfg.num_clusters, epochs=epochs,
+                        threshold=cfg.threshold, lr=cfg.lr, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
+                        device=dev, seed=seed, max_steps_per_epoch=max_steps_per_epoch)
+        return {"epochs": epochs, "dataset": dataset, "history": sl.history.to_dict(), "model_config": encoder.config(),
+                "scan_config": cfg.to_dict(), "views": repr(augment), "confident_fraction": sl.confident_fraction,
+                "cluster_sizes": sl.cluster_sizes, "metrics": {"confident_fraction": sl.confident_fraction}}
+
+    return train
+
+
+def load_or_self_label(
+    base: nn.Module,
+    cluster_head: nn.Module,
+    images: Tensor,
+    method: str,
+    dataset: str,
+    *,
+    profile: str,
+    retrain: bool = False,
+    epochs: int | None = None,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    max_steps_per_epoch: int | None = None,
+) -> tuple[nn.Module, dict]:
+    """The SCAN-refined encoder ``<method>-scan-<dataset>`` for a notebook: loaded, or self-labelled here.
+
+    ``checkpoints.load_or_train`` with ``self_label_trainer``: the reference checkpoint
+    unless ``retrain`` (or the ``full`` profile), else ``base`` refined on ``images``
+    with ``cluster_head``.  Returns the encoder (in eval mode, on ``device``) and its metadata.
+    """
+    from ..checkpoints import load_or_train
+
+    torch.manual_seed(seed)
+    train = self_label_trainer(base, cluster_head, images, method, dataset, epochs=epochs, device=device, seed=seed,
+                               max_steps_per_epoch=max_steps_per_epoch)
+    encoder, meta = load_or_train(f"{method}-scan-{dataset}", copy.deepcopy(base).cpu(), train, profile=profile,
+                                  retrain=retrain)
+    return encoder.to(device if device is not None else next(base.parameters()).device).eval(), meta
+
+
+def scan_recipe(method: str, dataset: str) -> Callable[..., Path]:
+    """The ``course pretrain <method>-scan-<dataset>`` recipe: SCAN on ``checkpoints/<method>-<dataset>.pt``."""
+    _check_base(method, dataset)
     name, base_name = f"{method}-scan-{dataset}", f"{method}-{dataset}"
 
     def recipe(*, out: str | Path | None = None, epochs: int | None = None, seed: int = 0, root: str | None = None,

@@ -82,6 +82,9 @@ RECIPE_SETTINGS = {
     "recipe-affine": replace(LIBRARY, degrees=10.0, translate=0.1),
     "recipe-affine-ls": replace(LIBRARY, degrees=10.0, translate=0.1, label_smoothing=0.1),
     "recipe-wd0.05": replace(LIBRARY, weight_decay=0.05),
+    "recipe-noaug": replace(LIBRARY, elastic_alpha=0.0),
+    "recipe-shift": replace(LIBRARY, elastic_alpha=0.0, translate=0.1),
+    "recipe-mild": replace(LIBRARY, elastic_sigma=6.0),
 }
 
 SETTINGS = {
