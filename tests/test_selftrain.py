@@ -1,0 +1,57 @@
+"""Self-training with a few labels and an unlabelled pool (course_lib.selftrain)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_lib.selftrain import self_train
+from course_lib.ssl.encoders import ConvEncoder
+
+
+def two_kinds(n_per: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """8 px uint8 images: a bright top half (class 0) or a bright left half (class 1), with noise."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(2 * n_per, 1, 8, 8, generator=g) * 60
+    x[:n_per, :, :4, :] += 180
+    x[n_per:, :, :, :4] += 180
+    return x.clamp(0, 255).to(torch.uint8), torch.arange(2).repeat_interleave(n_per)
+
+
+def settled(enc: ConvEncoder, images: torch.Tensor) -> ConvEncoder:
+    """The encoder with BatchNorm statistics of ``images``, as a pretrained encoder has them."""
+    bns = [m for m in enc.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in bns:
+        m.momentum = None  # cumulative average
+    with torch.no_grad():
+        enc.train()(images.float() / 255)
+    for m in bns:
+        m.momentum = 0.1
+    return enc.eval()
+
+
+def test_student_learns_the_pool_from_four_labels_and_leaves_the_encoder_alone():
+    torch.manual_seed(0)
+    pool, truth = two_kinds()
+    idx = torch.tensor([0, 1, 64, 65])
+    enc = settled(ConvEncoder(1, (8, 16)), pool)
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    res = self_train(enc, pool[idx], truth[idx], pool, Cs=(0.1, 1.0), epochs=3, rounds=2, batch_size=32)
+    assert all(torch.equal(v, enc.state_dict()[k]) for k, v in before.items())  # the pretrained encoder is a copy
+    assert not torch.equal(res.model[0].features[0][0].weight, enc.features[0][0].weight)  # every layer trained
+    assert res.pseudo_labels.shape == (len(pool),) and res.teacher_C in (0.1, 1.0)
+    assert not res.model.training
+    with torch.no_grad():
+        acc = float((res.model(pool.float() / 255).argmax(1) == truth).float().mean())
+    assert acc > 0.95
+
+
+def test_bad_inputs_name_the_problem():
+    enc = ConvEncoder(1, (8, 16))
+    pool, truth = two_kinds(8)
+    with pytest.raises(ValueError, match="as many labels"):
+        self_train(enc, pool[:4], truth[:3], pool)
+    with pytest.raises(ValueError, match="epochs and rounds"):
+        self_train(enc, pool[:4], truth[:4], pool, rounds=0)
+    with pytest.raises(ValueError, match="shaped like the labelled ones"):
+        self_train(enc, pool[:4], truth[:4], torch.zeros(5, 3, 8, 8, dtype=torch.uint8))
