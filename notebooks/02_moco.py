@@ -30,7 +30,8 @@
 # kNN and fine-tuning with 100 labels, label propagation over the unlabelled images
 # (a semi-supervised protocol, with raw pixels as its control), clusters found without
 # labels by SCAN and named by the 100 labels, the encoder refined by SCAN's
-# self-labelling (still no labels) and probed again, and a label-efficiency
+# self-labelling (still no labels) and probed again, then fine-tuned on the pool's
+# pseudo-labels (self-training), and a label-efficiency
 # curve (10 / 100 / 1,000 / all labels) against a supervised CNN and a randomly
 # initialised encoder. No
 # number is tuned on the test set: settings are fixed in advance or chosen by

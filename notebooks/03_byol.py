@@ -956,11 +956,14 @@ plt.show()
 # The report's recipe trains the last stage and a head; the first three stages keep
 # BYOL's weights, and no image is ever augmented. With 54,000 labels nothing needs to
 # stay frozen. Done right, *every* layer is trained: the BYOL encoder plus a new linear
-# head, AdamW (learning rate 1e-3 for all layers, decaying to 0 along a cosine), the
-# elastic distortion of the supervised baseline on every batch, and a number of epochs
-# fixed in advance (`FINETUNE_ALL_CONFIGS`, chosen on validation with
+# head, AdamW (learning rate 1e-3 for all layers, decaying to 0 along a cosine), every
+# image of every batch shifted by up to 10 % of its side, and a number of epochs fixed
+# in advance (`FINETUNE_ALL_CONFIGS`, chosen on validation with
 # `docs/experiments/03_finetune_all.py`), so there is nothing to pick on any split: the
-# model is the one after the last epoch, and the test set is used once.
+# model is the one after the last epoch, and the test set is used once. The shift won
+# on validation (99.2 % after the last epoch) over no augmentation (98.8 %) and over
+# the 100-label baseline's elastic distortion (99.0 %), which this small encoder could
+# not even fit on its training batches.
 #
 # This is a supervised training run of a quarter of an hour on one CPU core, so the
 # `quick` profile loads the course's result (`checkpoints/byol-mnist-finetuned.pt`,
@@ -1062,8 +1065,8 @@ print(f"5. Model chosen on the test set. The report fine-tuned to {100 * REPORT[
       f"validation split, and the test set was used once: {fmt_ci(ft_all)}. With all labels the frozen features give "
       f"{fmt_ci(all_labels['BYOL, linear probe'])} (linear probe, C on validation) and "
       f"{fmt_ci(all_labels['BYOL, kNN'])} (kNN); kNN on raw pixels gives {fmt_ci(all_labels['raw pixels, kNN'])}. "
-      f"The report's recipe also froze three of the four stages and never augmented: training every layer with the "
-      f"elastic distortion for {len(full_ft_val)} epochs fixed in advance gives {fmt_ci(ft_full)} "
+      f"The report's recipe also froze three of the four stages and never augmented: training every layer with "
+      f"{ft_all_cfg.describe_augmentation()} for {len(full_ft_val)} epochs fixed in advance gives {fmt_ci(ft_full)} "
       f"({100 * (ft_full[0] - ft_all[0]):+.2f} points).")
 if all_labels["BYOL, kNN"][0] < all_labels["raw pixels, kNN"][0]:
     print("   kNN on BYOL features is below kNN on raw pixels. A likely reason (not tested here): MNIST digits are "
@@ -1153,8 +1156,9 @@ save_results("03_byol", PROFILE, metrics,
                     "byol_finetune_all_acc": f"report's recipe (last stage + Dense-BN-PReLU-Dropout x2 head, Adam, "
                                              f"plateau, early stopping), lr {best_lr:g} chosen on validation among "
                                              f"{list(cfg['ft_lrs'])}; {all_note}; report: test set used for validation",
-                    "byol_finetune_full_acc": f"every layer + linear head, AdamW lr {ft_all_cfg.lr:g} cosine, elastic "
-                                              f"distortion, epochs: {len(full_ft_val)}, fixed in advance, last epoch's "
+                    "byol_finetune_full_acc": f"every layer + linear head, AdamW lr {ft_all_cfg.lr:g} cosine, "
+                                              f"{ft_all_cfg.describe_augmentation()}, epochs: {len(full_ft_val)}, "
+                                              "fixed in advance, last epoch's "
                                               f"model; {len(y_tr)} training labels, test set once ({len(y_te)} images)"
                     + ("; loaded from checkpoint made by `course pretrain byol-mnist-finetuned`"
                        if full_ft_meta.get("profile") == "reference" else "; trained in this run"),

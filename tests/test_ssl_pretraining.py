@@ -425,6 +425,9 @@ def test_finetune_all_config_names_impossible_settings():
     x[:, :, 10:18, 10:18] = 1.0
     y = both(x)
     assert y.shape == x.shape and not torch.equal(y[0], y[1])  # each image its own parameters
+    assert FinetuneAllConfig(elastic_alpha=0).describe_augmentation() == "no augmentation"
+    assert FinetuneAllConfig(translate=0.1, elastic_alpha=0).describe_augmentation() == "a shift of up to 10 %"
+    assert "then Simard's elastic" in FinetuneAllConfig(degrees=10.0).describe_augmentation()
 
 
 def test_scan_recipe_knows_its_bases_and_names_the_missing_one(tmp_path):

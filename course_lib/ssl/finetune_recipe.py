@@ -70,6 +70,14 @@ class FinetuneAllConfig:
             raise ValueError(f"FinetuneAllConfig: elastic_alpha must be >= 0 and elastic_sigma > 0, got "
                              f"{self.elastic_alpha}, {self.elastic_sigma}")
 
+    def describe_augmentation(self) -> str:
+        """The augmentation in words, for notebook text and result notes."""
+        parts = ([f"a rotation of up to {self.degrees:g} degrees"] if self.degrees else []) + \
+                ([f"a shift of up to {100 * self.translate:g} %"] if self.translate else []) + \
+                ([f"Simard's elastic distortion (alpha {self.elastic_alpha:g}, sigma {self.elastic_sigma:g})"]
+                 if self.elastic_alpha else [])
+        return ", then ".join(parts) or "no augmentation"
+
     def augmentation(self) -> Transform | None:
         """The batched training augmentation (``None`` when every strength is 0)."""
         steps: list[Transform] = []
