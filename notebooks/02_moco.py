@@ -968,6 +968,11 @@ print(f"7. Fine-tuning with 100 labels: on the 100 images alone it gives {100 * 
       f"{100 * st_m:.1f} ± {100 * st_s:.1f} % ({100 * (st_m - sprobe_m):+.1f} points against its teacher). "
       + ("Fine-tuning needs the pool as much as the probe does: the student learns from every image, and the "
          "teacher's scattered mistakes are outvoted." if st_m > max(sft_m, sprobe_m) + st_s else
+         f"The student beats its teacher but not fine-tuning on the 100 labels alone: with a teacher at "
+         f"{100 * sprobe_m:.0f} % on test, about {100 * (1 - sprobe_m):.0f} % of the pool's pseudo-labels are "
+         "wrong too, and a likely reason (not tested "
+         "here) is that such mistakes are not scattered but whole groups of similar images labelled alike, which "
+         "no student can outvote." if st_m > sprobe_m else
          "Here the student does not beat its teacher: it can only outvote the teacher's mistakes where they are "
          "scattered, not where whole groups of images are mislabelled."))
 print("8. Every number here was measured once on the test set with settings fixed in advance or chosen by "

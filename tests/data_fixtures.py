@@ -1,8 +1,9 @@
-"""Writers of tiny dataset files in the real on-disk formats, for tests.
+"""Writers of tiny dataset files in the real on-disk formats, for tests, and tiny image tensors.
 
 Each writer puts a few images where ``course_lib.data`` (and torchvision) expect
 them under a data directory and returns what it wrote, so a test can compare the
 loaded tensors with the truth.  Sizes are tiny: every file takes milliseconds.
+``stripe_images`` makes a two-class set of 8 px images in memory.
 """
 
 from __future__ import annotations
@@ -15,6 +16,18 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+
+def stripe_images(n_per: int = 64, seed: int = 0):
+    """Tiny 8 px uint8 images ``(2 * n_per, 1, 8, 8)`` of two kinds: a bright top half (label 0) or a bright
+    left half (label 1), with noise; returns ``(images, labels)`` as torch tensors."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(2 * n_per, 1, 8, 8, generator=g) * 60
+    x[:n_per, :, :4, :] += 180
+    x[n_per:, :, :, :4] += 180
+    return x.clamp(0, 255).to(torch.uint8), torch.arange(2).repeat_interleave(n_per)
+
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

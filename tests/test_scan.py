@@ -10,6 +10,7 @@ import torch
 
 from course_lib.clustering import matched_accuracy
 from course_lib.scan import fit_scan_heads, mine_neighbours, name_clusters, scan_loss
+from data_fixtures import stripe_images
 
 
 def blobs(n_per: int = 60, classes: int = 4, dim: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,15 +93,6 @@ def test_extra_clusters_take_their_majority_label():
 
 
 # --------------------------------------------------------------------------- self-labelling
-
-
-def stripe_images(n_per: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tiny 8 px uint8 images of two kinds: a bright top half or a bright left half, with noise."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(2 * n_per, 1, 8, 8, generator=g) * 60
-    x[:n_per, :, :4, :] += 180
-    x[n_per:, :, :, :4] += 180
-    return x.clamp(0, 255).to(torch.uint8), torch.arange(2).repeat_interleave(n_per)
 
 
 class FixedHead(torch.nn.Module):

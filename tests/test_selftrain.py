@@ -7,15 +7,7 @@ import torch
 
 from course_lib.selftrain import self_train
 from course_lib.ssl.encoders import ConvEncoder
-
-
-def two_kinds(n_per: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """8 px uint8 images: a bright top half (class 0) or a bright left half (class 1), with noise."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(2 * n_per, 1, 8, 8, generator=g) * 60
-    x[:n_per, :, :4, :] += 180
-    x[n_per:, :, :, :4] += 180
-    return x.clamp(0, 255).to(torch.uint8), torch.arange(2).repeat_interleave(n_per)
+from data_fixtures import stripe_images
 
 
 def settled(enc: ConvEncoder, images: torch.Tensor) -> ConvEncoder:
@@ -32,7 +24,7 @@ def settled(enc: ConvEncoder, images: torch.Tensor) -> ConvEncoder:
 
 def test_student_learns_the_pool_from_four_labels_and_leaves_the_encoder_alone():
     torch.manual_seed(0)
-    pool, truth = two_kinds()
+    pool, truth = stripe_images()
     idx = torch.tensor([0, 1, 64, 65])
     enc = settled(ConvEncoder(1, (8, 16)), pool)
     before = {k: v.clone() for k, v in enc.state_dict().items()}
@@ -48,7 +40,7 @@ def test_student_learns_the_pool_from_four_labels_and_leaves_the_encoder_alone()
 
 def test_bad_inputs_name_the_problem():
     enc = ConvEncoder(1, (8, 16))
-    pool, truth = two_kinds(8)
+    pool, truth = stripe_images(8)
     with pytest.raises(ValueError, match="as many labels"):
         self_train(enc, pool[:4], truth[:3], pool)
     with pytest.raises(ValueError, match="epochs and rounds"):
