@@ -40,7 +40,7 @@ RECIPES: dict[str, tuple[Callable[..., Any], str]] = {
     "byol-mnist": (byol_recipe("mnist"),
                    "notebook 03: BYOL, the same 28 px ConvEncoder (388 k params) on unlabelled MNIST, cosine tau"),
     "byol-mnist-finetuned": (finetune_all_recipe("byol", "mnist"),
-                             "notebook 03: every layer of byol-mnist fine-tuned with every label, elastic augmentation"),
+                             "notebook 03: every layer of byol-mnist fine-tuned with every label, random-shift augmentation"),
     "byol-scan-mnist": (scan_recipe("byol", "mnist"),
                         "notebook 03: byol-mnist refined by SCAN (cluster heads + self-labelling), no labels"),
     "mae-cifar10": (mae_recipe("cifar10"),

@@ -99,7 +99,7 @@ def self_label_trainer(
     The returned function copies ``base``'s weights into the fresh encoder it is given,
     self-labels it on ``images`` with ``cluster_head`` (from ``scan_clusters``), the
     method's own views and ``SCAN_CONFIGS[dataset]`` (``epochs`` overrides the config's),
-    and returns the checkpoint metadata.  The recipe above does the same from the command line.
+    and returns the checkpoint metadata.  ``scan_recipe`` below does the same from the command line.
     """
     _check_base(method, dataset)
     cfg, augment = SCAN_CONFIGS[dataset], _views(method, dataset)
