@@ -999,23 +999,24 @@ print(f"test accuracy: {fmt_ci(ft_full)}; the report's recipe above: {fmt_ci(ft_
 
 # %% [markdown]
 # ## Try it yourself
-# The first panel draws t-SNE maps of the three representations (pick one in the
+# The first panel draws t-SNE maps of the four representations (pick one in the
 # dropdown): change the perplexity and the number of points and see how much the
 # *picture* changes while the 5-NN accuracy in the feature space (printed under the map)
 # does not. The second panel evaluates the frozen features with few labels: move the
 # number of labels per class, switch between kNN and the linear probe, and compare BYOL
-# with raw pixels and the random encoder. Which representation wins at 1 label per
-# class, and does the ranking change at 50?
+# with raw pixels, the random encoder and the SCAN-refined BYOL encoder. Which
+# representation wins at 1 label per class, and does the ranking change at 50?
 
 # %%
 # NBVAL_SKIP
 if INTERACTIVE:
     from course_lib.widgets import knn_panel, tsne_panel
-    panel = tsne_panel({name: f[1] for name, f in feats.items()}, test.labels, class_names=test.classes,
+    all_feats = {**feats, "BYOL + SCAN": f_scan}
+    panel = tsne_panel({name: f[1] for name, f in all_feats.items()}, test.labels, class_names=test.classes,
                        n_points=1000, seed=SEED)
     display(panel)
-    panel2 = knn_panel({name: f[0] for name, f in feats.items()}, pool.labels,
-                       {name: f[1] for name, f in feats.items()}, test.labels, seed=SEED)
+    panel2 = knn_panel({name: f[0] for name, f in all_feats.items()}, pool.labels,
+                       {name: f[1] for name, f in all_feats.items()}, test.labels, seed=SEED)
     display(panel2)
 
 # %% [markdown]
