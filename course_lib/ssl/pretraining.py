@@ -164,7 +164,7 @@ def load_base_checkpoint(path: str | Path | None, *, needed_by: str, base_name: 
     if not path.exists():
         raise FileNotFoundError(f"{needed_by} starts from the checkpoint {path}, which is missing; run "
                                 f"`course pretrain {base_name}` first")
-    _, meta = load_checkpoint(path)
+    state, meta = load_checkpoint(path)  # read once; the architecture comes from the same file's metadata
     encoder = ConvEncoder(**meta["model_config"])
-    load_checkpoint(path, encoder)
+    encoder.load_state_dict(state)
     return BaseCheckpoint(path, file_sha256(path), meta, encoder)

@@ -61,6 +61,11 @@ class ScanConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def self_label_settings(self) -> dict:
+        """The keyword arguments of ``course_lib.scan.self_label`` this config fixes."""
+        return {"threshold": self.threshold, "lr": self.lr, "weight_decay": self.weight_decay,
+                "batch_size": self.batch_size}
+
 
 SCAN_CONFIGS: dict[str, ScanConfig] = {"mnist": ScanConfig(), "fashion-mnist": ScanConfig()}
 
@@ -109,8 +114,7 @@ def self_label_trainer(
         encoder.load_state_dict(base.state_dict())
         dev = torch.device(device) if device is not None else next(encoder.parameters()).device
         sl = self_label(encoder.to(dev), cluster_head.to(dev), images, augment, cfg.num_clusters, epochs=epochs,
-                        threshold=cfg.threshold, lr=cfg.lr, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
-                        device=dev, seed=seed, max_steps_per_epoch=max_steps_per_epoch)
+                        **cfg.self_label_settings(), device=dev, seed=seed, max_steps_per_epoch=max_steps_per_epoch)
         return {"epochs": epochs, "dataset": dataset, "history": sl.history.to_dict(), "model_config": encoder.config(),
                 "scan_config": cfg.to_dict(), "views": repr(augment), "confident_fraction": sl.confident_fraction,
                 "cluster_sizes": sl.cluster_sizes, "metrics": {"confident_fraction": sl.confident_fraction}}
@@ -173,8 +177,8 @@ def scan_recipe(method: str, dataset: str) -> Callable[..., Path]:
         log(f"SCAN heads ({time.perf_counter() - t0:.0f} s): losses {[round(v, 3) for v in scan.losses]}, "
             f"kept head {scan.chosen}")
         sl = self_label(encoder, scan.head.to(dev), setup.images, augment, cfg.num_clusters, epochs=setup.epochs,
-                        threshold=cfg.threshold, lr=cfg.lr, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, monitor=setup.monitor,
-                        checkpoint=setup.resume, device=dev, seed=seed, log=log)
+                        **cfg.self_label_settings(), monitor=setup.monitor, checkpoint=setup.resume, device=dev,
+                        seed=seed, log=log)
         setup.raise_if_interrupted(sl.history)
         log(f"self-labelling used {100 * sl.confident_fraction:.1f} % of the pool; cluster sizes {sl.cluster_sizes}")
 
