@@ -58,7 +58,8 @@ class MoCoConfig:
     weight_decay: float = 5e-4
     epochs: int = 5
     warmup_epochs: float = 1.0
-    # view augmentation: crop scale, rotation, shear, elastic distortion (0 = off), erasing probability, flips
+    # view augmentation: crop scale, rotation, shear, elastic distortion (0 = off), erasing probability, flips,
+    # brightness/contrast jitter strength (0 = off; applied to 80 % of the views)
     crop_scale: tuple[float, float] = (0.5, 1.0)
     degrees: float = 15.0
     shear: float = 10.0
@@ -66,6 +67,7 @@ class MoCoConfig:
     elastic_sigma: float = 4.0
     erase_p: float = 0.3
     hflip: bool = False
+    jitter: float = 0.0
     dataset: str = "mnist"
 
     def encoder(self, in_channels: int = 1) -> ConvEncoder:
@@ -88,14 +90,16 @@ MOCO_CONFIGS: dict[str, MoCoConfig] = {
 
 
 def moco_views(cfg: MoCoConfig) -> TwoViews:
-    """The two-view augmentation of ``cfg``: random resized crop, rotation/shear, elastic
-    distortion, erasing.
+    """The two-view augmentation of ``cfg``: random resized crop, flip, rotation/shear, elastic
+    distortion, brightness/contrast jitter, erasing.
 
     MNIST's strong cue is shape, so the views keep the digit recognisable: crops of
     50-100 % of the image, small rotations and shears, optionally Simard's elastic
     distortion (strokes bend the way one writer's differ from another's), and a small
     erased patch.  Colour jitter (central in ImageNet recipes) is meaningless on
-    binary-ish digits.
+    binary-ish digits; on Fashion-MNIST's grey-level garments ``cfg.jitter`` varies
+    brightness and contrast, so that two views of one garment cannot be matched by
+    their grey-level histogram alone.
     """
     steps: list[A.Transform] = [A.RandomResizedCrop(28, scale=cfg.crop_scale, ratio=(0.8, 1.25))]
     if cfg.hflip:
@@ -104,6 +108,8 @@ def moco_views(cfg: MoCoConfig) -> TwoViews:
         steps.append(A.RandomAffine(degrees=cfg.degrees, shear=cfg.shear if cfg.shear else None))
     if cfg.elastic_alpha:  # a negative alpha reaches ElasticDistortion, which says what is wrong
         steps.append(A.ElasticDistortion(alpha=cfg.elastic_alpha, sigma=cfg.elastic_sigma))
+    if getattr(cfg, "jitter", 0.0):
+        steps.append(A.RandomApply(A.ColorJitter(brightness=cfg.jitter, contrast=cfg.jitter), p=0.8))
     if cfg.erase_p > 0:
         steps.append(A.RandomErasing(p=cfg.erase_p, scale=(0.02, 0.15)))
     return TwoViews(A.Compose(steps))
