@@ -53,6 +53,7 @@ def self_train(
     weight_decay: float = 1e-4,
     batch_size: int = 128,
     transform: Callable[..., Tensor] | None = None,
+    pseudo_labels: Tensor | None = None,
     device: torch.device | str | None = None,
     seed: int = 0,
 ) -> SelfTrainResult:
@@ -66,6 +67,9 @@ def self_train(
         epochs: passes over the pool per round (AdamW, cosine decay to 0, ``lr`` for the head,
             ``backbone_lr`` for the encoder); ``rounds``: how often the pool is relabelled.
         transform: batched augmentation of the student's inputs (e.g. the elastic distortion).
+        pseudo_labels: another teacher's labels of ``unlabelled`` (e.g. label propagation,
+            ``course_lib.labelprop``) for the first round, instead of the probe's; the head
+            still starts as the probe, and later rounds relabel with the student.
     """
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"need as many labels as labelled images (and at least one); got {len(images)} and "
@@ -75,6 +79,9 @@ def self_train(
     if len(unlabelled) == 0 or unlabelled.shape[1:] != images.shape[1:]:
         raise ValueError(f"unlabelled must hold images shaped like the labelled ones {tuple(images.shape[1:])}, "
                          f"got {tuple(unlabelled.shape)}")
+    if pseudo_labels is not None and tuple(pseudo_labels.shape) != (len(unlabelled),):
+        raise ValueError(f"pseudo_labels must hold one label per unlabelled image ({len(unlabelled)}), "
+                         f"got shape {tuple(pseudo_labels.shape)}")
     dev = torch.device(device) if device is not None else next(encoder.parameters()).device
     student = copy.deepcopy(encoder).to(dev).eval()
     teacher = cv_probe(extract_features(student, images, device=dev), labels.cpu(), Cs=Cs, seed=seed)
@@ -87,7 +94,8 @@ def self_train(
 
     x = torch.cat([unlabelled, images.to(unlabelled.dtype)])
     for r in range(rounds):
-        pseudo = label_pool()  # the teacher's labels, then (rounds > 1) the last student's; training continues
+        # the teacher's labels, then (rounds > 1) the last student's; training continues
+        pseudo = pseudo_labels.long().cpu() if r == 0 and pseudo_labels is not None else label_pool()
         torch.manual_seed(seed + r)
         finetune(student, head, x, torch.cat([pseudo, labels.cpu()]), epochs=epochs, lr=lr, backbone_lr=backbone_lr,
                  weight_decay=weight_decay, batch_size=batch_size, schedule="cosine", train_transform=transform,

@@ -47,3 +47,18 @@ def test_bad_inputs_name_the_problem():
         self_train(enc, pool[:4], truth[:4], pool, rounds=0)
     with pytest.raises(ValueError, match="shaped like the labelled ones"):
         self_train(enc, pool[:4], truth[:4], torch.zeros(5, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="one label per unlabelled image"):
+        self_train(enc, pool[:4], truth[:4], pool, pseudo_labels=truth[:3])
+
+
+def test_another_teachers_labels_are_what_the_student_learns():
+    torch.manual_seed(0)
+    pool, truth = stripe_images()
+    idx = torch.tensor([0, 1, 64, 65])
+    enc = settled(ConvEncoder(1, (8, 16)), pool)
+    flipped = 1 - truth  # a teacher that is always wrong, except on the labelled four (added with true labels)
+    res = self_train(enc, pool[idx], truth[idx], pool, Cs=(1.0,), epochs=3, batch_size=32, pseudo_labels=flipped)
+    assert torch.equal(res.pseudo_labels, flipped)
+    with torch.no_grad():
+        acc = float((res.model(pool.float() / 255).argmax(1) == truth).float().mean())
+    assert acc < 0.5  # it followed the given labels, not the probe's

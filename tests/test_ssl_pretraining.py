@@ -164,6 +164,21 @@ def test_elastic_views_are_opt_in_and_bend_the_strokes():
         moco_views(replace(plain, elastic_alpha=-1.0))
 
 
+def test_jitter_views_change_brightness_and_contrast_per_image():
+    plain = MoCoConfig(crop_scale=(1.0, 1.0), degrees=0.0, shear=0.0, erase_p=0.0)
+    assert "ColorJitter" not in repr(moco_views(plain))
+    jit = replace(plain, jitter=0.4)
+    assert "ColorJitter(brightness=(0.6, 1.4), contrast=(0.6, 1.4)" in repr(moco_views(jit))
+    x = torch.full((64, 1, 28, 28), 0.5)
+    x[:, :, 8:20, 8:20] = 0.25  # the same garment 64 times
+    v1, v2 = moco_views(jit)(x, torch.Generator().manual_seed(0))
+    assert 0.0 <= float(v1.min()) and float(v1.max()) <= 1.0
+    means = v1.mean((1, 2, 3))
+    assert float(means.std()) > 0.02  # every image its own brightness
+    assert float((means - x.mean((1, 2, 3))).abs().lt(1e-6).float().mean()) > 0.05  # some views left unjittered (p=0.8)
+    assert not torch.equal(v1, v2)
+
+
 def test_pretrain_moco_updates_the_encoder_and_keeps_plain_batchnorm():
     cfg = MoCoConfig(widths=(8, 16), batch_size=32, K=64, bn_splits=4, epochs=1)
     torch.manual_seed(0)

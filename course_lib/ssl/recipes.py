@@ -82,8 +82,10 @@ MOCO_CONFIGS: dict[str, MoCoConfig] = {
     # checkpoints/moco-mnist.pt: 36 epochs, about 2.5 min each on 1 CPU thread.  Elastic views instead of
     # rotation/shear won after 3 epochs but not after 32 (docs/experiments/02_moco_recipe.py), so MoCo keeps these.
     "mnist": MoCoConfig(epochs=36),
-    # Clothes are not rotated or sheared, but are mirror-symmetric; smaller crops help.
-    # checkpoints/moco-fashion-mnist.pt: 30 epochs, about 2.5 min each on 1 CPU thread.
+    # Clothes are not rotated or sheared, but are mirror-symmetric; smaller crops help, and brightness/contrast
+    # jitter keeps the grey-level histogram from matching two views: validation kNN 86.43 % vs 83.47 %, 100-label
+    # probe 71.99 % vs 70.22 % for the first reference (crops of 30-100 %, no jitter, 30 epochs).
+    # checkpoints/moco-fashion-mnist.pt: 25 epochs, 38.5 min on 1 CPU thread.
     "fashion-mnist": MoCoConfig(dataset="fashion-mnist", crop_scale=(0.2, 1.0), degrees=0.0, shear=0.0,
                                 hflip=True, jitter=0.4, erase_p=0.3, epochs=25),
 }
