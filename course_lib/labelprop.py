@@ -105,7 +105,7 @@ def pca_project(train: Tensor, *others: Tensor, dim: int = 50) -> list[Tensor]:
 def label_propagation_accuracy(pool_features: Tensor, pool_labels: Tensor, test_features: Tensor,
                                test_labels: Tensor, draws: list[Tensor], *, k: int = 10, knn_k: int = 20,
                                T: float = 0.07, alpha: float = 0.99, iters: int = 20,
-                               num_classes: int | None = None) -> dict[str, list[float]]:
+                               num_classes: int | None = None, keep_pseudo_labels: bool = False) -> dict[str, list]:
     """Per draw: propagate the draw's labels over the pool's kNN graph, then classify the test set.
 
     The graph (``k`` neighbours) and each test image's ``knn_k`` nearest pool images are
@@ -114,7 +114,9 @@ def label_propagation_accuracy(pool_features: Tensor, pool_labels: Tensor, test_
     ``T``) of the *pseudo-labelled* pool; the labelled images keep their true labels.
     ``pool_labels`` are read only at the drawn indices (and to score the pseudo-labels).
 
-    Returns ``{"test_acc": [...], "pseudo_label_acc": [...]}``, one value per draw.
+    Returns ``{"test_acc": [...], "pseudo_label_acc": [...]}``, one value per draw, and with
+    ``keep_pseudo_labels`` also ``"pseudo_labels"``: each draw's labels of the pool (a teacher
+    for ``course_lib.selftrain.self_train``).
     """
     if len(pool_features) != len(pool_labels) or len(test_features) != len(test_labels):
         raise ValueError(f"features and labels must pair up: pool {len(pool_features)} vs {len(pool_labels)}, "
@@ -122,12 +124,16 @@ def label_propagation_accuracy(pool_features: Tensor, pool_labels: Tensor, test_
     classes = num_classes or int(pool_labels.max()) + 1
     graph = knn_graph(pool_features, k=k)
     sim, nbr = knn_neighbours(pool_features, test_features, knn_k)  # one search, reused by every draw's labels
-    out: dict[str, list[float]] = {"test_acc": [], "pseudo_label_acc": []}
+    out: dict[str, list] = {"test_acc": [], "pseudo_label_acc": []}
+    if keep_pseudo_labels:
+        out["pseudo_labels"] = []
     for idx in draws:
         idx = torch.as_tensor(idx).long()
         pseudo = propagate_labels(graph, idx, pool_labels[idx], classes, alpha=alpha, iters=iters).argmax(1)
         pseudo[idx] = pool_labels[idx]
         out["pseudo_label_acc"].append(float((pseudo == pool_labels).float().mean()))
+        if keep_pseudo_labels:
+            out["pseudo_labels"].append(pseudo)
         pred = knn_vote(sim, nbr, pseudo, T, classes)
         out["test_acc"].append(float((pred == test_labels).float().mean()))
     return out

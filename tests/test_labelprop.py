@@ -83,3 +83,14 @@ def test_label_propagation_accuracy_beats_the_labelled_points_alone():
     res = label_propagation_accuracy(x, y, test_x, test_y, draws, k=4, knn_k=3, iters=200)
     assert set(res) == {"test_acc", "pseudo_label_acc"} and len(res["test_acc"]) == 2
     assert min(res["pseudo_label_acc"]) > 0.95 and min(res["test_acc"]) > 0.95
+
+
+def test_label_propagation_keeps_each_draws_pseudo_labels_on_request():
+    x, y = two_moons_like()
+    test_x, test_y = two_moons_like(seed=1)
+    draws = [torch.tensor([0, 119]), torch.tensor([59, 60])]
+    res = label_propagation_accuracy(x, y, test_x, test_y, draws, k=4, knn_k=3, iters=200, keep_pseudo_labels=True)
+    assert len(res["pseudo_labels"]) == 2
+    for idx, pseudo, acc in zip(draws, res["pseudo_labels"], res["pseudo_label_acc"]):
+        assert pseudo.shape == y.shape and torch.equal(pseudo[idx], y[idx])  # the labelled points keep their labels
+        assert float((pseudo == y).float().mean()) == pytest.approx(acc)

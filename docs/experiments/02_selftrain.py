@@ -88,6 +88,9 @@ def main() -> None:
     parser.add_argument("--draws", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--dataset", default="mnist", choices=sorted(SUP_AUG))
     parser.add_argument("--base", default=None, help="encoder checkpoint (default checkpoints/moco-scan-<dataset>.pt)")
+    parser.add_argument("--graph-base", default=None,
+                        help="encoder whose features build lp-features' graph (default: the --base encoder; "
+                             "notebook 02 uses checkpoints/moco-<dataset>.pt, MoCo's own features)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -98,6 +101,13 @@ def main() -> None:
     encoder.eval()
     f_pool, f_val = extract_features(encoder, pool.images), extract_features(encoder, val.images)
     graphs = {}  # label propagation's kNN graphs, built when a setting needs one
+
+    def graph_features() -> torch.Tensor:
+        if not args.graph_base:
+            return f_pool
+        other = MOCO_CONFIGS[args.dataset].encoder(1)
+        load_checkpoint(args.graph_base, other)
+        return extract_features(other.eval(), pool.images)
     for name in args.settings:
         s, teacher_accs, student_accs = SETTINGS[name], [], []
         for d in args.draws:
@@ -107,7 +117,7 @@ def main() -> None:
             pseudo = None
             if s.teacher != "probe":
                 if s.teacher not in graphs:
-                    feats = pca_project(pool.images, dim=50)[0] if s.teacher == "lp-pixels" else f_pool
+                    feats = pca_project(pool.images, dim=50)[0] if s.teacher == "lp-pixels" else graph_features()
                     graphs[s.teacher] = knn_graph(feats, k=10)
                 scores = propagate_labels(graphs[s.teacher], idx, pool.labels[idx], 10)
                 pseudo = scores.argmax(1)
