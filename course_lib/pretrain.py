@@ -40,7 +40,7 @@ RECIPES: dict[str, tuple[Callable[..., Any], str]] = {
     "byol-mnist": (byol_recipe("mnist"),
                    "notebook 03: BYOL, the same 28 px ConvEncoder (388 k params) on unlabelled MNIST, cosine tau"),
     "byol-fashion-mnist": (byol_recipe("fashion-mnist"),
-                           "notebook 02: BYOL on unlabelled Fashion-MNIST, flips and brightness/contrast jitter"),
+                           "not shipped: BYOL with moco-fashion-mnist's views, to compare (see BYOL_CONFIGS)"),
     "byol-mnist-finetuned": (finetune_all_recipe("byol", "mnist"),
                              "notebook 03: every layer of byol-mnist fine-tuned with every label, random-shift augmentation"),
     "byol-scan-mnist": (scan_recipe("byol", "mnist"),

@@ -844,7 +844,7 @@ print(f"({time.perf_counter() - t0:.0f} s)")
 # (`docs/experiments/02_selftrain.py`, three draws) the two teachers gave the same
 # student on MNIST (97.66 % against 97.63 %), and on Fashion-MNIST, where label
 # propagation labels the pool 3 points better than the probe, the student it teaches
-# is better too. The settings (one pass over the pool, AdamW with a cosine decay, head
+# is better too (74.5 % against 70.8 %). The settings (one pass over the pool, AdamW with a cosine decay, head
 # lr 1e-3, encoder lr 3e-4) were fixed the same way.
 
 # %%
