@@ -35,6 +35,7 @@ def tiny_images(n: int = 32, seed: int = 0) -> torch.Tensor:
     ({"erase_p": 2.0}, "erase_p"),
     ({"elastic_alpha": -1.0}, "elastic_alpha"),
     ({"elastic_sigma": 0.0}, "elastic_sigma"),
+    ({"jitter": -0.1}, "jitter must be >= 0"),
     ({"widths": ()}, "widths"),
 ])
 def test_config_validation_names_the_field(kwargs, match):

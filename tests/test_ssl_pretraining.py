@@ -177,6 +177,8 @@ def test_jitter_views_change_brightness_and_contrast_per_image():
     assert float(means.std()) > 0.02  # every image its own brightness
     assert float((means - x.mean((1, 2, 3))).abs().lt(1e-6).float().mean()) > 0.05  # some views left unjittered (p=0.8)
     assert not torch.equal(v1, v2)
+    with pytest.raises(ValueError, match="brightness must be >= 0"):
+        moco_views(replace(plain, jitter=-0.5))
 
 
 def test_pretrain_moco_updates_the_encoder_and_keeps_plain_batchnorm():

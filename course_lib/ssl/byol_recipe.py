@@ -105,6 +105,8 @@ class BYOLConfig:
         need(self.elastic_alpha >= 0 and self.elastic_sigma > 0,
              f"elastic_alpha must be >= 0 and elastic_sigma > 0, got {self.elastic_alpha}, {self.elastic_sigma}")
         need(0.0 <= self.erase_p <= 1.0, f"erase_p must be a probability, got {self.erase_p}")
+        need(self.jitter >= 0, f"jitter must be >= 0 (0 = off; 0.4 varies brightness and contrast by up to 40 %), "
+                               f"got {self.jitter}")
 
     def encoder(self, in_channels: int = 1) -> ConvEncoder:
         """A fresh (randomly initialised) encoder of this configuration."""

@@ -61,6 +61,7 @@ from dataclasses import dataclass
 
 import torch
 
+from course_lib import augment as A
 from course_lib.checkpoints import load_checkpoint
 from course_lib.evaluation import class_balanced_indices, extract_features
 from course_lib.fewlabel import accuracy_and_logits, cv_probe
@@ -80,6 +81,7 @@ class Setting:
     rounds: int = 1
     teacher: str = "probe"  # or label propagation over the pool's kNN graph: "lp-pixels" (PCA 50), "lp-features"
     keep: float = 1.0  # label propagation only: train on this fraction of each class's most confident pool images
+    strong: bool = False  # the student's augmentation plus brightness/contrast jitter and erasing (Noisy Student)
 
 
 CS = (0.01, 0.1, 1.0, 10.0)  # the teacher probe's candidate C, notebook 02's
@@ -87,7 +89,11 @@ SETTINGS = {"e1": Setting(), "e2": Setting(epochs=2), "e1-lr1e-4": Setting(backb
             "e1x2": Setting(rounds=2), "e1-lp-pixels": Setting(teacher="lp-pixels"),
             "e1-lp-features": Setting(teacher="lp-features"),
             "e1-lp-pixels-top50": Setting(teacher="lp-pixels", keep=0.5),
-            "e1-lp-features-top50": Setting(teacher="lp-features", keep=0.5)}
+            "e1-lp-features-top50": Setting(teacher="lp-features", keep=0.5),
+            "e1-lp-features-strong": Setting(teacher="lp-features", strong=True),
+            "e2-lp-features": Setting(teacher="lp-features", epochs=2),
+            "e1x2-lp-features": Setting(teacher="lp-features", rounds=2)}
+STRONG = [A.RandomApply(A.ColorJitter(brightness=0.4, contrast=0.4), p=0.8), A.RandomErasing(p=0.5, scale=(0.02, 0.2))]
 
 
 def confident_per_class(scores: torch.Tensor, pseudo: torch.Tensor, keep: float) -> torch.Tensor:
@@ -148,8 +154,9 @@ def main() -> None:
                 pseudo = pseudo[keep]
             unlabelled = pool.images if pseudo is None else pool.images[keep]
             truth = pool.labels if pseudo is None else pool.labels[keep]  # only to score the pseudo-labels
+            aug = A.Compose([SUP_AUG[args.dataset], *STRONG]) if s.strong else SUP_AUG[args.dataset]
             res = self_train(encoder, pool.images[idx], pool.labels[idx], unlabelled, Cs=CS, epochs=s.epochs,
-                             rounds=s.rounds, lr=s.lr, backbone_lr=s.backbone_lr, transform=SUP_AUG[args.dataset],
+                             rounds=s.rounds, lr=s.lr, backbone_lr=s.backbone_lr, transform=aug,
                              pseudo_labels=pseudo, seed=0)
             acc = accuracy_and_logits(res.model, val.images, val.labels)[0]
             teacher_accs.append(teacher.test_accuracy)
