@@ -364,15 +364,23 @@ def knn_neighbours(train_features: Tensor, test_features: Tensor, k: int = 20,
     return torch.cat(sims), torch.cat(idxs)
 
 
-def knn_vote(sim: Tensor, idx: Tensor, train_labels: Tensor, T: float = 0.07, num_classes: int | None = None) -> Tensor:
-    """Class predictions from ``knn_neighbours``: neighbour ``i`` votes for its class with weight ``exp(sim_i / T)``."""
+def knn_vote_scores(sim: Tensor, idx: Tensor, train_labels: Tensor, T: float = 0.07,
+                    num_classes: int | None = None) -> Tensor:
+    """Class weights ``(N_test, C)`` from ``knn_neighbours``, each row summing to 1: neighbour ``i``
+    votes for its class with weight ``exp(sim_i / T)``.  Normalised so that votes of several
+    feature sets can be averaged."""
     if T <= 0:
         raise ValueError(f"temperature T must be > 0, got {T}")
     labels = train_labels.to(idx.device).long()
     c = int(labels.max()) + 1 if num_classes is None else num_classes
     votes = torch.zeros(idx.shape[0], c, device=idx.device)
     votes.scatter_add_(1, labels[idx], (sim / T).exp())
-    return votes.argmax(1)
+    return votes / votes.sum(1, keepdim=True)
+
+
+def knn_vote(sim: Tensor, idx: Tensor, train_labels: Tensor, T: float = 0.07, num_classes: int | None = None) -> Tensor:
+    """Class predictions from ``knn_neighbours``: the largest of ``knn_vote_scores``."""
+    return knn_vote_scores(sim, idx, train_labels, T, num_classes).argmax(1)
 
 
 def knn_classify(

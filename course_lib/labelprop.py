@@ -14,6 +14,10 @@ Iscen et al., CVPR 2019) spreads the 100 labels along the unlabelled pool's kNN 
 3. classify each test image by the weighted kNN vote of the pseudo-labelled pool
    (``Z.argmax(1)``), as ``label_propagation_accuracy`` does.
 
+Several *views* of the same images (say MoCo features and raw pixels) give several
+graphs whose mistakes differ; ``label_propagation_accuracy`` takes a list of feature
+sets and averages the views' normalised class scores (and test votes).
+
 The test set plays no part in the graph (the method is transductive on the
 *training* pool only), so the test accuracy is still measured once, on unseen images.
 It is a semi-supervised protocol, not a linear probe on 100 labels: report it as such.
@@ -21,10 +25,12 @@ It is a semi-supervised protocol, not a linear probe on 100 labels: report it as
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
-from .evaluation import knn_neighbours, knn_vote
+from .evaluation import knn_neighbours, knn_vote_scores
 
 
 def knn_graph(features: Tensor, k: int = 10, power: float = 3.0, chunk: int = 4096) -> Tensor:
@@ -102,8 +108,9 @@ def pca_project(train: Tensor, *others: Tensor, dim: int = 50) -> list[Tensor]:
     return [(t.flatten(1).float() - mean) @ axes for t in (train, *others)]
 
 
-def label_propagation_accuracy(pool_features: Tensor, pool_labels: Tensor, test_features: Tensor,
-                               test_labels: Tensor, draws: list[Tensor], *, k: int = 10, knn_k: int = 20,
+def label_propagation_accuracy(pool_features: Tensor | Sequence[Tensor], pool_labels: Tensor,
+                               test_features: Tensor | Sequence[Tensor], test_labels: Tensor, draws: list[Tensor],
+                               *, k: int = 10, knn_k: int = 20,
                                T: float = 0.07, alpha: float = 0.99, iters: int = 20,
                                num_classes: int | None = None, keep_pseudo_labels: bool = False) -> dict[str, list]:
     """Per draw: propagate the draw's labels over the pool's kNN graph, then classify the test set.
@@ -114,26 +121,39 @@ def label_propagation_accuracy(pool_features: Tensor, pool_labels: Tensor, test_
     ``T``) of the *pseudo-labelled* pool; the labelled images keep their true labels.
     ``pool_labels`` are read only at the drawn indices (and to score the pseudo-labels).
 
+    ``pool_features`` and ``test_features`` may each be a list of views (the same images
+    seen through, e.g., MoCo features and raw pixels): one graph per view, and each pool
+    image's class scores, normalised to sum to 1, are averaged over the views; so are
+    each test image's normalised votes.  With one view this is plain label propagation.
+
     Returns ``{"test_acc": [...], "pseudo_label_acc": [...]}``, one value per draw, and with
     ``keep_pseudo_labels`` also ``"pseudo_labels"``: each draw's labels of the pool (a teacher
     for ``course_lib.selftrain.self_train``).
     """
-    if len(pool_features) != len(pool_labels) or len(test_features) != len(test_labels):
-        raise ValueError(f"features and labels must pair up: pool {len(pool_features)} vs {len(pool_labels)}, "
-                         f"test {len(test_features)} vs {len(test_labels)}")
+    pool_views = [pool_features] if isinstance(pool_features, Tensor) else list(pool_features)
+    test_views = [test_features] if isinstance(test_features, Tensor) else list(test_features)
+    if len(pool_views) != len(test_views) or not pool_views:
+        raise ValueError(f"give the pool and the test set the same views (feature sets), got {len(pool_views)} "
+                         f"and {len(test_views)}")
+    for p, t in zip(pool_views, test_views):
+        if len(p) != len(pool_labels) or len(t) != len(test_labels):
+            raise ValueError(f"features and labels must pair up: pool {len(p)} vs {len(pool_labels)}, "
+                             f"test {len(t)} vs {len(test_labels)}")
     classes = num_classes or int(pool_labels.max()) + 1
-    graph = knn_graph(pool_features, k=k)
-    sim, nbr = knn_neighbours(pool_features, test_features, knn_k)  # one search, reused by every draw's labels
+    graphs = [knn_graph(p, k=k) for p in pool_views]
+    searches = [knn_neighbours(p, t, knn_k) for p, t in zip(pool_views, test_views)]  # reused by every draw
     out: dict[str, list] = {"test_acc": [], "pseudo_label_acc": []}
     if keep_pseudo_labels:
         out["pseudo_labels"] = []
     for idx in draws:
         idx = torch.as_tensor(idx).long()
-        pseudo = propagate_labels(graph, idx, pool_labels[idx], classes, alpha=alpha, iters=iters).argmax(1)
+        scores = sum(torch.nn.functional.normalize(propagate_labels(g, idx, pool_labels[idx], classes, alpha=alpha,
+                                                                    iters=iters), p=1, dim=1) for g in graphs)
+        pseudo = scores.argmax(1)
         pseudo[idx] = pool_labels[idx]
         out["pseudo_label_acc"].append(float((pseudo == pool_labels).float().mean()))
         if keep_pseudo_labels:
             out["pseudo_labels"].append(pseudo)
-        pred = knn_vote(sim, nbr, pseudo, T, classes)
+        pred = sum(knn_vote_scores(sim, nbr, pseudo, T, classes) for sim, nbr in searches).argmax(1)
         out["test_acc"].append(float((pred == test_labels).float().mean()))
     return out

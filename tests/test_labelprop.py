@@ -94,3 +94,19 @@ def test_label_propagation_keeps_each_draws_pseudo_labels_on_request():
     for idx, pseudo, acc in zip(draws, res["pseudo_labels"], res["pseudo_label_acc"]):
         assert pseudo.shape == y.shape and torch.equal(pseudo[idx], y[idx])  # the labelled points keep their labels
         assert float((pseudo == y).float().mean()) == pytest.approx(acc)
+
+
+def test_views_are_averaged_and_must_match():
+    x, y = two_moons_like()
+    test_x, test_y = two_moons_like(seed=1)
+    draws = [torch.tensor([0, 119]), torch.tensor([59, 60])]
+    kw = dict(k=4, knn_k=3, iters=200, keep_pseudo_labels=True)
+    one = label_propagation_accuracy(x, y, test_x, test_y, draws, **kw)
+    two = label_propagation_accuracy([x, x], y, [test_x, test_x], test_y, draws, **kw)  # a view twice: no change
+    assert one["test_acc"] == two["test_acc"]
+    assert all(torch.equal(a, b) for a, b in zip(one["pseudo_labels"], two["pseudo_labels"]))
+    noise = torch.randn(len(x), 2, generator=torch.Generator().manual_seed(0))
+    mixed = label_propagation_accuracy([x, noise], y, [test_x, torch.randn(len(test_x), 2)], test_y, draws, **kw)
+    assert min(mixed["pseudo_label_acc"]) > 0.6  # a useless view dilutes the good one, it does not erase it
+    with pytest.raises(ValueError, match="same views"):
+        label_propagation_accuracy([x, x], y, [test_x], test_y, draws)

@@ -65,7 +65,7 @@ from course_lib import augment as A
 from course_lib.checkpoints import load_checkpoint
 from course_lib.evaluation import class_balanced_indices, extract_features
 from course_lib.fewlabel import accuracy_and_logits, cv_probe
-from course_lib.labelprop import knn_graph, pca_project, propagate_labels
+from course_lib.labelprop import knn_graph, label_propagation_accuracy, pca_project, propagate_labels
 from course_lib.selftrain import self_train
 from course_lib.paths import checkpoints_dir
 from course_lib.ssl.recipes import MOCO_CONFIGS
@@ -79,7 +79,8 @@ class Setting:
     lr: float = 1e-3
     backbone_lr: float = 3e-4
     rounds: int = 1
-    teacher: str = "probe"  # or label propagation over the pool's kNN graph: "lp-pixels" (PCA 50), "lp-features"
+    teacher: str = "probe"  # or label propagation over the pool's kNN graph: "lp-pixels" (PCA 50), "lp-features",
+    # or "lp-both" (both graphs, class scores averaged: label_propagation_accuracy with two views)
     keep: float = 1.0  # label propagation only: train on this fraction of each class's most confident pool images
     strong: bool = False  # the student's augmentation plus brightness/contrast jitter and erasing (Noisy Student)
 
@@ -92,7 +93,8 @@ SETTINGS = {"e1": Setting(), "e2": Setting(epochs=2), "e1-lr1e-4": Setting(backb
             "e1-lp-features-top50": Setting(teacher="lp-features", keep=0.5),
             "e1-lp-features-strong": Setting(teacher="lp-features", strong=True),
             "e2-lp-features": Setting(teacher="lp-features", epochs=2),
-            "e1x2-lp-features": Setting(teacher="lp-features", rounds=2)}
+            "e1x2-lp-features": Setting(teacher="lp-features", rounds=2),
+            "e1-lp-both": Setting(teacher="lp-both")}
 STRONG = [A.RandomApply(A.ColorJitter(brightness=0.4, contrast=0.4), p=0.8), A.RandomErasing(p=0.5, scale=(0.02, 0.2))]
 
 
@@ -127,12 +129,18 @@ def main() -> None:
     f_pool, f_val = extract_features(encoder, pool.images), extract_features(encoder, val.images)
     graphs = {}  # label propagation's kNN graphs, built when a setting needs one
 
-    def graph_features() -> torch.Tensor:
+    def graph_encoder() -> torch.nn.Module:
         if not args.graph_base:
-            return f_pool
+            return encoder
         other = MOCO_CONFIGS[args.dataset].encoder(1)
         load_checkpoint(args.graph_base, other)
-        return extract_features(other.eval(), pool.images)
+        return other.eval()
+
+    def graph_features() -> torch.Tensor:
+        return f_pool if not args.graph_base else extract_features(graph_encoder(), pool.images)
+
+    def graph_val_features() -> torch.Tensor:
+        return f_val if not args.graph_base else extract_features(graph_encoder(), val.images)
     for name in args.settings:
         s, teacher_accs, student_accs = SETTINGS[name], [], []
         for d in args.draws:
@@ -140,7 +148,19 @@ def main() -> None:
             idx = class_balanced_indices(pool.labels, 10, d)
             teacher = cv_probe(f_pool[idx], pool.labels[idx], f_val, val.labels, Cs=CS, seed=0)  # for the printout
             pseudo = None
-            if s.teacher != "probe":
+            if s.teacher == "lp-both":
+                if "lp-both" not in graphs:  # every draw's pseudo-labels at once (the graphs are built once)
+                    px_pool, px_val = pca_project(pool.images, val.images, dim=50)
+                    graphs["lp-both"] = label_propagation_accuracy(
+                        [graph_features(), px_pool], pool.labels, [graph_val_features(), px_val], val.labels,
+                        [class_balanced_indices(pool.labels, 10, dd) for dd in args.draws], keep_pseudo_labels=True)
+                res_lp = graphs["lp-both"]
+                pseudo = res_lp["pseudo_labels"][args.draws.index(d)]
+                keep = torch.arange(len(pool))
+                print(f"{name:<10} draw {d}: label propagation (both graphs) pseudo-labels right "
+                      f"{100 * res_lp['pseudo_label_acc'][args.draws.index(d)]:.2f} %, its validation vote "
+                      f"{100 * res_lp['test_acc'][args.draws.index(d)]:.2f} %", flush=True)
+            elif s.teacher != "probe":
                 if s.teacher not in graphs:
                     feats = pca_project(pool.images, dim=50)[0] if s.teacher == "lp-pixels" else graph_features()
                     graphs[s.teacher] = knn_graph(feats, k=10)
