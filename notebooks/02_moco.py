@@ -991,8 +991,8 @@ print(f"6. SCAN's self-labelling refines the encoder without labels; the plain 1
          "Here it does not help the probe: the encoder learned the clusters SCAN found, and those mix classes."))
 st_m, st_s = mean_std(selftrain100)
 print(f"7. Fine-tuning with 100 labels: on the 100 images alone it gives {100 * sft_m:.1f} ± {100 * sft_s:.1f} % from "
-      f"the refined encoder; self-trained on the pool's pseudo-labels (label propagation as the teacher) the same "
-      f"encoder gives {100 * st_m:.1f} ± {100 * st_s:.1f} % ({100 * (st_m - lp2_m):+.1f} points against its teacher, "
+      f"the refined encoder; self-trained on the pool's pseudo-labels (label propagation on both graphs as the "
+      f"teacher) the same encoder gives {100 * st_m:.1f} ± {100 * st_s:.1f} % ({100 * (st_m - lp2_m):+.1f} points against its teacher, "
       f"{100 * (st_m - sprobe_m):+.1f} against the probe). "
       + ("Fine-tuning needs the pool as much as the probe does: the student learns from every image, and the "
          "teacher's scattered mistakes are outvoted." if st_m > max(sft_m, sprobe_m, lp2_m) + st_s else
@@ -1001,8 +1001,10 @@ print(f"7. Fine-tuning with 100 labels: on the 100 images alone it gives {100 * 
          "diagnostic that reads the pool's labels), and a likely reason (not tested here) is that its mistakes are "
          "not scattered but whole groups of similar images labelled alike, which no student can outvote."
          if st_m > lp2_m else
-         "Here the student does not beat its teacher: it can only outvote the teacher's mistakes where they are "
-         "scattered, not where whole groups of images are mislabelled."))
+         "Here the student does not beat its teacher. The teacher's vote looks at each test image through two views "
+         "(MoCo's features and the pixels), the student through one network; and a student can only outvote the "
+         "teacher's mistakes where they are scattered, not where whole groups of images are mislabelled (a likely "
+         "reason, not tested here)."))
 print("8. Every number here was measured once on the test set with settings fixed in advance or chosen by "
       "cross-validation inside the labelled draw; the report's Optuna-on-test numbers are optimistic by construction.")
 
