@@ -871,8 +871,8 @@ for idx, pseudo in zip(draws, labelprop["MoCo + pixels"]["pseudo_labels"]):
                          seed=SEED).model
     selftrain100.append(accuracy_and_logits(student, test.images, test.labels)[0])
 print(f"self-trained student   {format_mean_std(selftrain100)} %   (its teacher, label propagation on both graphs: "
-      f"{format_mean_std(labelprop['MoCo + pixels']['test_acc'])} %; the MoCo + SCAN probe: {format_mean_std(scan_probe100)} %; "
-      f"fine-tuned on the 100 labels alone: {format_mean_std(scan_finetune100)} %)")
+      f"{format_mean_std(labelprop['MoCo + pixels']['test_acc'])} %; the MoCo + SCAN probe: "
+      f"{format_mean_std(scan_probe100)} %; fine-tuned on the 100 labels alone: {format_mean_std(scan_finetune100)} %)")
 print(f"({len(pool)} pool images, {time.perf_counter() - t0:.0f} s)")
 
 # %% [markdown]
@@ -974,7 +974,8 @@ print(f"4. Draw-to-draw spread: {100 * sup_s:.1f} points (supervised) and {100 *
 print(f"5. What the unlabelled pool adds at 100 labels: spreading the labels over "
       f"the pool's kNN graph gives {100 * lp_m:.1f} ± {100 * lp_s:.1f} % on MoCo features and {100 * lp_px_m:.1f} ± "
       f"{100 * lp_px_s:.1f} % on raw pixels (PCA 50), and {100 * lp2_m:.1f} ± {100 * lp2_s:.1f} % on both graphs, "
-      f"against {100 * probe_m:.1f} % for the MoCo probe on the 100 labels alone; naming SCAN's label-free clusters with the same labels gives "
+      f"against {100 * probe_m:.1f} % for the MoCo probe on the 100 labels alone; naming SCAN's label-free clusters "
+      "with the same labels gives "
       f"{100 * scan_m:.1f} ± {100 * scan_s:.1f} % (k-means on the same features finds {100 * kmeans_acc:.1f} %). Both "
       "are semi-supervised protocols, not linear probes; report which one a number comes from. "
       + ("SCAN's head is itself linear in the frozen features, so the probe's gap to it is a shortage of labels, "
@@ -992,13 +993,13 @@ print(f"6. SCAN's self-labelling refines the encoder without labels; the plain 1
 st_m, st_s = mean_std(selftrain100)
 print(f"7. Fine-tuning with 100 labels: on the 100 images alone it gives {100 * sft_m:.1f} ± {100 * sft_s:.1f} % from "
       f"the refined encoder; self-trained on the pool's pseudo-labels (label propagation on both graphs as the "
-      f"teacher) the same encoder gives {100 * st_m:.1f} ± {100 * st_s:.1f} % ({100 * (st_m - lp2_m):+.1f} points against its teacher, "
-      f"{100 * (st_m - sprobe_m):+.1f} against the probe). "
+      f"teacher) the same encoder gives {100 * st_m:.1f} ± {100 * st_s:.1f} % ({100 * (st_m - lp2_m):+.1f} points "
+      f"against its teacher, {100 * (st_m - sprobe_m):+.1f} against the probe). "
       + ("Fine-tuning needs the pool as much as the probe does: the student learns from every image, and the "
          "teacher's scattered mistakes are outvoted." if st_m > max(sft_m, sprobe_m, lp2_m) + st_s else
          f"The student beats its teacher, but not by much: the teacher gets "
-         f"{100 * mean_std(labelprop['MoCo + pixels']['pseudo_label_acc'])[0]:.0f} % of the pool's pseudo-labels right (a "
-         "diagnostic that reads the pool's labels), and a likely reason (not tested here) is that its mistakes are "
+         f"{100 * mean_std(labelprop['MoCo + pixels']['pseudo_label_acc'])[0]:.0f} % of the pool's pseudo-labels "
+         "right (a diagnostic that reads the pool's labels), and a likely reason (not tested here) is that its mistakes are "
          "not scattered but whole groups of similar images labelled alike, which no student can outvote."
          if st_m > lp2_m else
          "Here the student does not beat its teacher. The teacher's vote looks at each test image through two views "
