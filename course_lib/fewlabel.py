@@ -14,6 +14,8 @@ Accuracies are reported over several class-balanced draws
 - ``cv_probe`` / ``cv_probe_accuracy``: linear probe on frozen features with ``C``
   chosen by CV inside the labelled set (fixed when there is one label per class).
 - ``label_efficiency``: accuracy vs number of labels for several methods.
+- ``FEW_LABEL_AUGMENTATION``: notebook 02's online augmentation for the 100-label CNN
+  per dataset (name, transform), shared by the notebook and its validation experiments.
 """
 
 from __future__ import annotations
@@ -26,11 +28,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import augment as A
 from .evaluation import ProbeResult, class_balanced_indices, cv_select_C, linear_probe
 from .train import wants_channels_last
 
 Transform = Callable[..., Tensor]
 FitFn = Callable[[Tensor, Tensor, Tensor, Tensor], float]
+
+#: Per dataset, the augmentation a CNN trained on 100 labels gets (and self-training's student),
+#: chosen on the validation split with other label draws (``docs/experiments/02_supervised100.py``):
+#: Simard's elastic distortion for digits, a mirror flip and a 2 px padded crop for garments.
+FEW_LABEL_AUGMENTATION: dict[str, tuple[str, A.Transform]] = {
+    "mnist": ("elastic", A.ElasticDistortion(alpha=34, sigma=4)),
+    "fashion-mnist": ("flip / padded crop", A.Compose([A.RandomHorizontalFlip(), A.RandomCrop(28, padding=2)])),
+}
 
 
 def _float(x: Tensor) -> Tensor:

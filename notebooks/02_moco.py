@@ -60,14 +60,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib import augment as A
 from course_lib import plots
 from course_lib.checkpoints import load_or_train, tensor_checksum
 from course_lib.data import load_dataset, stratified_split
 from course_lib.evaluation import (class_balanced_indices, extract_features, few_label_protocol, finetune,
                                    knn_classify, linear_probe, topk_accuracy)
-from course_lib.fewlabel import (accuracy_and_logits, cv_probe_accuracy, label_efficiency, offline_augment,
-                                 train_supervised)
+from course_lib.fewlabel import (FEW_LABEL_AUGMENTATION, accuracy_and_logits, cv_probe_accuracy, label_efficiency,
+                                 offline_augment, train_supervised)
 from course_lib.clustering import kmeans, matched_accuracy
 from course_lib.labelprop import label_propagation_accuracy, pca_project
 from course_lib.metrics import confusion_matrix, format_mean_std, mean_std
@@ -154,10 +153,7 @@ plt.show()
 # which is faster on CPU and computes the same thing.
 
 # %%
-SUP_AUG_NAME, SUP_AUG = {
-    "mnist": ("elastic", A.ElasticDistortion(alpha=34, sigma=4)),
-    "fashion-mnist": ("flip / padded crop", A.Compose([A.RandomHorizontalFlip(), A.RandomCrop(28, padding=2)])),
-}[DATASET]
+SUP_AUG_NAME, SUP_AUG = FEW_LABEL_AUGMENTATION[DATASET]  # the two augmentations described above
 
 
 def supervised_accs(make_model, images, labels, steps, transform=None, offline_copies=0):

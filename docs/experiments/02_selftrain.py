@@ -72,6 +72,7 @@ MoCo encoder itself (``--base checkpoints/moco-fashion-mnist.pt``): ``e1-lp-feat
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from dataclasses import dataclass
@@ -81,13 +82,13 @@ import torch
 from course_lib import augment as A
 from course_lib.checkpoints import load_checkpoint
 from course_lib.evaluation import class_balanced_indices, extract_features
-from course_lib.fewlabel import accuracy_and_logits, cv_probe
+from course_lib.fewlabel import FEW_LABEL_AUGMENTATION, accuracy_and_logits, cv_probe
 from course_lib.labelprop import knn_graph, label_propagation_accuracy, pca_project, propagate_labels
 from course_lib.selftrain import self_train
 from course_lib.paths import checkpoints_dir
 from course_lib.ssl.recipes import MOCO_CONFIGS
 
-from _common import SUP_AUG, train_val_split  # the module beside this script
+from _common import train_val_split  # the module beside this script
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("settings", nargs="+", choices=sorted(SETTINGS))
     parser.add_argument("--draws", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--dataset", default="mnist", choices=sorted(SUP_AUG))
+    parser.add_argument("--dataset", default="mnist", choices=sorted(FEW_LABEL_AUGMENTATION))
     parser.add_argument("--base", default=None, help="encoder checkpoint (default checkpoints/moco-scan-<dataset>.pt)")
     parser.add_argument("--graph-base", default=None,
                         help="encoder whose features build lp-features' graph (default: the --base encoder; "
@@ -144,61 +145,68 @@ def main() -> None:
     load_checkpoint(args.base or checkpoints_dir() / f"moco-scan-{args.dataset}.pt", encoder)
     encoder.eval()
     f_pool, f_val = extract_features(encoder, pool.images), extract_features(encoder, val.images)
-    graphs = {}  # label propagation's kNN graphs, built when a setting needs one
+    draws = {d: class_balanced_indices(pool.labels, 10, d) for d in args.draws}
+    sup_aug = FEW_LABEL_AUGMENTATION[args.dataset][1]
 
-    def graph_encoder() -> torch.nn.Module:
+    @functools.cache
+    def graph_features() -> tuple[torch.Tensor, torch.Tensor]:
+        """Pool and validation features of the ``--graph-base`` encoder (the student's by default)."""
         if not args.graph_base:
-            return encoder
+            return f_pool, f_val
         other = MOCO_CONFIGS[args.dataset].encoder(1)
         load_checkpoint(args.graph_base, other)
-        return other.eval()
+        return extract_features(other.eval(), pool.images), extract_features(other, val.images)
 
-    def graph_features() -> torch.Tensor:
-        return f_pool if not args.graph_base else extract_features(graph_encoder(), pool.images)
+    @functools.cache
+    def pixels() -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(pca_project(pool.images, val.images, dim=50))
 
-    def graph_val_features() -> torch.Tensor:
-        return f_val if not args.graph_base else extract_features(graph_encoder(), val.images)
+    @functools.cache
+    def graph(teacher: str) -> torch.Tensor:
+        return knn_graph((pixels() if teacher == "lp-pixels" else graph_features())[0], k=10)
+
+    @functools.cache
+    def both_graphs() -> dict:
+        """Every draw's pseudo-labels from both graphs at once (the graphs are built once)."""
+        return label_propagation_accuracy([graph_features()[0], pixels()[0]], pool.labels,
+                                          [graph_features()[1], pixels()[1]], val.labels, list(draws.values()),
+                                          keep_pseudo_labels=True)
+
+    def teacher_labels(name: str, s: Setting, d: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """The label-propagation teacher's labels of the kept pool images, and their indices (None: the probe)."""
+        idx = draws[d]
+        if s.teacher == "probe":
+            return None, torch.arange(len(pool))
+        if s.teacher == "lp-both":
+            i = args.draws.index(d)
+            print(f"{name:<10} draw {d}: label propagation (both graphs) pseudo-labels right "
+                  f"{100 * both_graphs()['pseudo_label_acc'][i]:.2f} %, its validation vote "
+                  f"{100 * both_graphs()['test_acc'][i]:.2f} %", flush=True)
+            return both_graphs()["pseudo_labels"][i], torch.arange(len(pool))
+        scores = propagate_labels(graph(s.teacher), idx, pool.labels[idx], 10)
+        pseudo = scores.argmax(1)
+        pseudo[idx] = pool.labels[idx]
+        keep = confident_per_class(scores, pseudo, s.keep)
+        print(f"{name:<10} draw {d}: label propagation's pseudo-labels right "
+              f"{100 * float((pseudo == pool.labels).float().mean()):.2f} %, on the {len(keep)} kept "
+              f"{100 * float((pseudo[keep] == pool.labels[keep]).float().mean()):.2f} %", flush=True)
+        return pseudo[keep], keep
+
     for name in args.settings:
         s, teacher_accs, student_accs = SETTINGS[name], [], []
         for d in args.draws:
             t0 = time.perf_counter()
-            idx = class_balanced_indices(pool.labels, 10, d)
+            idx = draws[d]
             teacher = cv_probe(f_pool[idx], pool.labels[idx], f_val, val.labels, Cs=CS, seed=0)  # for the printout
-            pseudo = None
-            if s.teacher == "lp-both":
-                if "lp-both" not in graphs:  # every draw's pseudo-labels at once (the graphs are built once)
-                    px_pool, px_val = pca_project(pool.images, val.images, dim=50)
-                    graphs["lp-both"] = label_propagation_accuracy(
-                        [graph_features(), px_pool], pool.labels, [graph_val_features(), px_val], val.labels,
-                        [class_balanced_indices(pool.labels, 10, dd) for dd in args.draws], keep_pseudo_labels=True)
-                res_lp = graphs["lp-both"]
-                pseudo = res_lp["pseudo_labels"][args.draws.index(d)]
-                keep = torch.arange(len(pool))
-                print(f"{name:<10} draw {d}: label propagation (both graphs) pseudo-labels right "
-                      f"{100 * res_lp['pseudo_label_acc'][args.draws.index(d)]:.2f} %, its validation vote "
-                      f"{100 * res_lp['test_acc'][args.draws.index(d)]:.2f} %", flush=True)
-            elif s.teacher != "probe":
-                if s.teacher not in graphs:
-                    feats = pca_project(pool.images, dim=50)[0] if s.teacher == "lp-pixels" else graph_features()
-                    graphs[s.teacher] = knn_graph(feats, k=10)
-                scores = propagate_labels(graphs[s.teacher], idx, pool.labels[idx], 10)
-                pseudo = scores.argmax(1)
-                pseudo[idx] = pool.labels[idx]
-                keep = confident_per_class(scores, pseudo, s.keep)
-                print(f"{name:<10} draw {d}: label propagation's pseudo-labels right "
-                      f"{100 * float((pseudo == pool.labels).float().mean()):.2f} %, on the {len(keep)} kept "
-                      f"{100 * float((pseudo[keep] == pool.labels[keep]).float().mean()):.2f} %", flush=True)
-                pseudo = pseudo[keep]
-            unlabelled = pool.images if pseudo is None else pool.images[keep]
-            truth = pool.labels if pseudo is None else pool.labels[keep]  # only to score the pseudo-labels
-            aug = A.Compose([SUP_AUG[args.dataset], *STRONG]) if s.strong else SUP_AUG[args.dataset]
-            res = self_train(encoder, pool.images[idx], pool.labels[idx], unlabelled, Cs=CS, epochs=s.epochs,
+            pseudo, keep = teacher_labels(name, s, d)
+            aug = A.Compose([sup_aug, *STRONG]) if s.strong else sup_aug
+            res = self_train(encoder, pool.images[idx], pool.labels[idx], pool.images[keep], Cs=CS, epochs=s.epochs,
                              rounds=s.rounds, lr=s.lr, backbone_lr=s.backbone_lr, transform=aug,
                              pseudo_labels=pseudo, seed=0)
             acc = accuracy_and_logits(res.model, val.images, val.labels)[0]
             teacher_accs.append(teacher.test_accuracy)
             student_accs.append(acc)
-            right = float((res.pseudo_labels == truth).float().mean())
+            right = float((res.pseudo_labels == pool.labels[keep]).float().mean())  # only to score them
             print(f"{name:<10} draw {d}: pseudo-labels right {100 * right:.2f} %,"
                   f" teacher {100 * teacher.test_accuracy:.2f} %, student {100 * acc:.2f} % "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)

@@ -13,9 +13,6 @@ from course_lib import augment as A
 from course_lib.data import ImageDataset, load_dataset, stratified_split
 
 ELASTIC = A.ElasticDistortion(alpha=34, sigma=4)  # Simard et al.'s values for 28 px digits, notebooks 02 and 03's choice
-#: notebook 02's supervised augmentation per dataset (its ``SUP_AUG``)
-SUP_AUG = {"mnist": ELASTIC,
-           "fashion-mnist": A.Compose([A.RandomHorizontalFlip(), A.RandomCrop(28, padding=2)])}
 
 
 def parse_settings(doc: str, settings: Iterable[str], seeds: list[int] | None = None,
