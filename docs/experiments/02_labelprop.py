@@ -41,6 +41,7 @@ import torch
 from course_lib.checkpoints import load_checkpoint
 from course_lib.evaluation import class_balanced_indices, extract_features
 from course_lib.fewlabel import cv_probe_accuracy
+from course_lib.hog import hog_features
 from course_lib.labelprop import label_propagation_accuracy, pca_project
 from course_lib.ssl.encoders import ConvEncoder
 from course_lib.ssl.recipes import MOCO_CONFIGS
@@ -48,21 +49,28 @@ from course_lib.ssl.recipes import MOCO_CONFIGS
 from _common import parse_settings, train_val_split  # the module beside this script
 
 DRAW_SEEDS = range(100, 105)
-SETTINGS = [f"{f}-k{k}" for f in ("moco", "byol", "random", "pixels") for k in (5, 10, 20, 50)]
+VIEWS = ("moco", "byol", "random", "pixels", "hog")
+SETTINGS = [f"{f}-k{k}" for f in VIEWS for k in (5, 10, 20, 50)] + [
+    f"{views}-k10" for views in ("moco+pixels", "moco+hog", "moco+pixels+hog", "pixels+hog")]
 
 
-def features(kind: str, pool, val) -> tuple[torch.Tensor, torch.Tensor]:
+def features(kind: str, pool, val, dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pool and validation features of one view."""
     if kind == "pixels":
         return tuple(pca_project(pool.images, val.images, dim=50))
+    if kind == "hog":
+        return tuple(pca_project(hog_features(pool.images), hog_features(val.images), dim=50))
     if kind == "byol":  # notebook 03's reference encoder, for comparison
+        if dataset != "mnist":
+            raise SystemExit("byol: notebook 03's reference encoder is trained on MNIST only; use --dataset mnist")
         state, meta = load_checkpoint("checkpoints/byol-mnist.pt")
         encoder = ConvEncoder(**meta["model_config"])
         encoder.load_state_dict(state)
         return extract_features(encoder, pool.images), extract_features(encoder, val.images)
     torch.manual_seed(0)
-    encoder = MOCO_CONFIGS["mnist"].encoder(1)
+    encoder = MOCO_CONFIGS[dataset].encoder(1)
     if kind == "moco":
-        state, _ = load_checkpoint("checkpoints/moco-mnist.pt")
+        state, _ = load_checkpoint(f"checkpoints/moco-{dataset}.pt")
         encoder.load_state_dict(state)
     return extract_features(encoder, pool.images), extract_features(encoder, val.images)
 
@@ -72,20 +80,21 @@ def mean_std(values: list[float]) -> str:
 
 
 def main() -> None:
-    args = parse_settings(__doc__, SETTINGS)
-    pool, val = train_val_split()
+    args = parse_settings(__doc__, SETTINGS, datasets=("mnist", "fashion-mnist"))
+    pool, val = train_val_split(args.dataset)
     draws = [class_balanced_indices(pool.labels, 10, s) for s in DRAW_SEEDS]
     cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for name in args.settings:
-        kind, k = name.split("-k")[0], int(name.split("-k")[1])
-        if kind not in cache:
-            cache[kind] = features(kind, pool, val)
-            ftr, fva = cache[kind]
-            plain = [cv_probe_accuracy(ftr[i], pool.labels[i], fva, val.labels)[0] for i in draws]
-            print(f"{kind:<7} plain 100-label probe: validation {mean_std(plain)}", flush=True)
-        ftr, fva = cache[kind]
+        kinds, k = name.split("-k")[0].split("+"), int(name.split("-k")[1])
+        for kind in kinds:
+            if kind not in cache:
+                cache[kind] = features(kind, pool, val, args.dataset)
+                ftr, fva = cache[kind]
+                plain = [cv_probe_accuracy(ftr[i], pool.labels[i], fva, val.labels)[0] for i in draws]
+                print(f"{kind:<7} plain 100-label probe: validation {mean_std(plain)}", flush=True)
         t0 = time.perf_counter()
-        res = label_propagation_accuracy(ftr, pool.labels, fva, val.labels, draws, k=k)
+        res = label_propagation_accuracy([cache[v][0] for v in kinds], pool.labels, [cache[v][1] for v in kinds],
+                                         val.labels, draws, k=k)
         print(f"{name:<10} pseudo-labels on the pool {mean_std(res['pseudo_label_acc'])}, kNN on them: validation "
               f"{mean_std(res['test_acc'])} ({time.perf_counter() - t0:.0f} s)", flush=True)
 

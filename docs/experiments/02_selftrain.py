@@ -83,6 +83,7 @@ from course_lib import augment as A
 from course_lib.checkpoints import load_checkpoint
 from course_lib.evaluation import class_balanced_indices, extract_features
 from course_lib.fewlabel import FEW_LABEL_AUGMENTATION, accuracy_and_logits, cv_probe
+from course_lib.hog import hog_features
 from course_lib.labelprop import knn_graph, label_propagation_accuracy, pca_project, propagate_labels
 from course_lib.selftrain import self_train
 from course_lib.paths import checkpoints_dir
@@ -98,7 +99,8 @@ class Setting:
     backbone_lr: float = 3e-4
     rounds: int = 1
     teacher: str = "probe"  # or label propagation over the pool's kNN graph: "lp-pixels" (PCA 50), "lp-features",
-    # or "lp-both" (both graphs, class scores averaged: label_propagation_accuracy with two views)
+    # "lp-both" (features and pixels, class scores averaged: label_propagation_accuracy with two views)
+    # or "lp-hog" (features and HOG descriptors, course_lib.hog, PCA 50)
     keep: float = 1.0  # label propagation only: train on this fraction of each class's most confident pool images
     strong: bool = False  # the student's augmentation plus brightness/contrast jitter and erasing (Noisy Student)
 
@@ -112,7 +114,7 @@ SETTINGS = {"e1": Setting(), "e2": Setting(epochs=2), "e1-lr1e-4": Setting(backb
             "e1-lp-features-strong": Setting(teacher="lp-features", strong=True),
             "e2-lp-features": Setting(teacher="lp-features", epochs=2),
             "e1x2-lp-features": Setting(teacher="lp-features", rounds=2),
-            "e1-lp-both": Setting(teacher="lp-both")}
+            "e1-lp-both": Setting(teacher="lp-both"), "e1-lp-hog": Setting(teacher="lp-hog")}
 STRONG = [A.RandomApply(A.ColorJitter(brightness=0.4, contrast=0.4), p=0.8), A.RandomErasing(p=0.5, scale=(0.02, 0.2))]
 
 
@@ -162,14 +164,19 @@ def main() -> None:
         return tuple(pca_project(pool.images, val.images, dim=50))
 
     @functools.cache
+    def hog() -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(pca_project(hog_features(pool.images), hog_features(val.images), dim=50))
+
+    @functools.cache
     def graph(teacher: str) -> torch.Tensor:
         return knn_graph((pixels() if teacher == "lp-pixels" else graph_features())[0], k=10)
 
     @functools.cache
-    def both_graphs() -> dict:
-        """Every draw's pseudo-labels from both graphs at once (the graphs are built once)."""
-        return label_propagation_accuracy([graph_features()[0], pixels()[0]], pool.labels,
-                                          [graph_features()[1], pixels()[1]], val.labels, list(draws.values()),
+    def two_graphs(teacher: str) -> dict:
+        """Every draw's pseudo-labels from the features' graph and the pixels' ("lp-both") or HOG's ("lp-hog")."""
+        other = pixels() if teacher == "lp-both" else hog()
+        return label_propagation_accuracy([graph_features()[0], other[0]], pool.labels,
+                                          [graph_features()[1], other[1]], val.labels, list(draws.values()),
                                           keep_pseudo_labels=True)
 
     def teacher_labels(name: str, s: Setting, d: int) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -177,12 +184,12 @@ def main() -> None:
         idx = draws[d]
         if s.teacher == "probe":
             return None, torch.arange(len(pool))
-        if s.teacher == "lp-both":
-            i = args.draws.index(d)
-            print(f"{name:<10} draw {d}: label propagation (both graphs) pseudo-labels right "
-                  f"{100 * both_graphs()['pseudo_label_acc'][i]:.2f} %, its validation vote "
-                  f"{100 * both_graphs()['test_acc'][i]:.2f} %", flush=True)
-            return both_graphs()["pseudo_labels"][i], torch.arange(len(pool))
+        if s.teacher in ("lp-both", "lp-hog"):
+            i, lp = args.draws.index(d), two_graphs(s.teacher)
+            print(f"{name:<10} draw {d}: label propagation ({s.teacher}, two graphs) pseudo-labels right "
+                  f"{100 * lp['pseudo_label_acc'][i]:.2f} %, its validation vote "
+                  f"{100 * lp['test_acc'][i]:.2f} %", flush=True)
+            return lp["pseudo_labels"][i], torch.arange(len(pool))
         scores = propagate_labels(graph(s.teacher), idx, pool.labels[idx], 10)
         pseudo = scores.argmax(1)
         pseudo[idx] = pool.labels[idx]

@@ -16,8 +16,9 @@ ELASTIC = A.ElasticDistortion(alpha=34, sigma=4)  # Simard et al.'s values for 2
 
 
 def parse_settings(doc: str, settings: Iterable[str], seeds: list[int] | None = None,
-                   epochs: int | None = None) -> argparse.Namespace:
-    """``settings`` (one or more names), ``--threads`` and, if given, ``--seeds`` / ``--epochs`` (those defaults).
+                   epochs: int | None = None, datasets: Iterable[str] | None = None) -> argparse.Namespace:
+    """``settings`` (one or more names), ``--threads`` and, if given, ``--seeds`` / ``--epochs`` (those defaults)
+    and ``--dataset`` (one of ``datasets``, the first by default).
 
     Sets torch's thread count when ``--threads`` is passed, so two scripts can share the machine.
     """
@@ -27,6 +28,9 @@ def parse_settings(doc: str, settings: Iterable[str], seeds: list[int] | None = 
         parser.add_argument("--seeds", type=int, nargs="+", default=seeds)
     if epochs is not None:
         parser.add_argument("--epochs", type=int, default=epochs)
+    if datasets is not None:
+        datasets = list(datasets)
+        parser.add_argument("--dataset", choices=datasets, default=datasets[0])
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
