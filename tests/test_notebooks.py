@@ -39,7 +39,7 @@ EXPECTED_METRICS = {
     "02_moco": {"supervised100_acc", "supervised100_acc_std", "moco_probe100_acc", "moco_probe100_acc_std",
                 "moco_knn100_acc", "moco_finetune100_acc", "random_init_probe100_acc", "pretrain_epochs",
                 "pretrain_wall_s", "moco_labelprop100_acc", "moco_labelprop100_acc_std", "pixels_labelprop100_acc",
-                "both_labelprop100_acc"},
+                "hog_labelprop100_acc", "moco_pixels_labelprop100_acc", "moco_hog_labelprop100_acc", "hog_probe100_acc"},
 }
 
 
