@@ -999,7 +999,8 @@ print(f"3. Against the supervised CNN ({100 * sup_m:.1f} ± {100 * sup_s:.1f} % 
       + f" The other yardstick is hand-engineered: the same probe on HOG descriptors gives {100 * hog_m:.1f} ± "
       f"{100 * hog_s:.1f} %, "
       + (f"above MoCo's. After {pretrain_epochs} epochs of pretraining on a CPU, MoCo's features are not yet better "
-         "than a 2005 descriptor for a 100-label linear probe (their neighbourhoods still add to HOG's, see 5)."
+         "than a 2005 descriptor for a 100-label linear probe"
+         + (" (their neighbourhoods still add to HOG's, see 5)." if lp2_m > lp_hog_m else ".")
          if hog_m > probe_m + probe_s else
          "level with MoCo's." if hog_m > probe_m - probe_s else "below MoCo's."))
 print(f"4. Draw-to-draw spread: {100 * sup_s:.1f} points (supervised) and {100 * probe_s:.1f} (probe) over "
