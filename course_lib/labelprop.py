@@ -108,11 +108,23 @@ def pca_project(train: Tensor, *others: Tensor, dim: int = 50) -> list[Tensor]:
     return [(t.flatten(1).float() - mean) @ axes for t in (train, *others)]
 
 
+def _prepare_view(pool: Tensor, test: Tensor, k: int, knn_k: int, cache: dict) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """The pool's kNN graph and each test image's ``knn_k`` nearest pool images, from ``cache`` if there.
+
+    Keyed by the tensors' identity; the entry keeps both tensors alive, so an id cannot be reused.
+    """
+    key = (id(pool), id(test), k, knn_k)
+    if key not in cache:
+        cache[key] = (pool, test, knn_graph(pool, k=k), knn_neighbours(pool, test, knn_k))
+    return cache[key][2], cache[key][3]
+
+
 def label_propagation_accuracy(pool_features: Tensor | Sequence[Tensor], pool_labels: Tensor,
                                test_features: Tensor | Sequence[Tensor], test_labels: Tensor, draws: list[Tensor],
                                *, k: int = 10, knn_k: int = 20,
                                T: float = 0.07, alpha: float = 0.99, iters: int = 20,
-                               num_classes: int | None = None, keep_pseudo_labels: bool = False) -> dict[str, list]:
+                               num_classes: int | None = None, keep_pseudo_labels: bool = False,
+                               cache: dict | None = None) -> dict[str, list]:
     """Per draw: propagate the draw's labels over the pool's kNN graph, then classify the test set.
 
     The graph (``k`` neighbours) and each test image's ``knn_k`` nearest pool images are
@@ -125,6 +137,9 @@ def label_propagation_accuracy(pool_features: Tensor | Sequence[Tensor], pool_la
     seen through, e.g., MoCo features and raw pixels): one graph per view, and each pool
     image's class scores, normalised to sum to 1, are averaged over the views; so are
     each test image's normalised votes.  With one view this is plain label propagation.
+
+    ``cache``: pass the same (initially empty) dict to several calls that share views, e.g. MoCo
+    alone and MoCo + HOG: each view's graph and test-neighbour search is then built once.
 
     Returns ``{"test_acc": [...], "pseudo_label_acc": [...]}``, one value per draw, and with
     ``keep_pseudo_labels`` also ``"pseudo_labels"``: each draw's labels of the pool (a teacher
@@ -140,8 +155,8 @@ def label_propagation_accuracy(pool_features: Tensor | Sequence[Tensor], pool_la
             raise ValueError(f"features and labels must pair up: pool {len(p)} vs {len(pool_labels)}, "
                              f"test {len(t)} vs {len(test_labels)}")
     classes = num_classes or int(pool_labels.max()) + 1
-    graphs = [knn_graph(p, k=k) for p in pool_views]
-    searches = [knn_neighbours(p, t, knn_k) for p, t in zip(pool_views, test_views)]  # reused by every draw
+    prepared = [_prepare_view(p, t, k, knn_k, {} if cache is None else cache) for p, t in zip(pool_views, test_views)]
+    graphs, searches = [g for g, _ in prepared], [s for _, s in prepared]  # the searches serve every draw
     out: dict[str, list] = {"test_acc": [], "pseudo_label_acc": []}
     if keep_pseudo_labels:
         out["pseudo_labels"] = []

@@ -777,11 +777,11 @@ hog_probe100 = few_label_protocol(hog_pool, pool.labels, hog_test, test.labels, 
 views = {"MoCo": feats["MoCo"], "pixels": pca_project(pool.images, test.images, dim=50),
          "HOG": pca_project(hog_pool, hog_test, dim=50)}
 TEACHER = "MoCo + HOG"  # the pseudo-labels that teach self-training below
-labelprop = {}
+labelprop, graphs = {}, {}  # each view's graph is built once and shared by the rows that use it
 for name in ("MoCo", "pixels", "HOG", "MoCo + pixels", TEACHER):
     pool_views, test_views = zip(*(views[v] for v in name.split(" + ")))
     labelprop[name] = label_propagation_accuracy(list(pool_views), pool.labels, list(test_views), test.labels, draws,
-                                                 keep_pseudo_labels=name == TEACHER)
+                                                 keep_pseudo_labels=name == TEACHER, cache=graphs)
     print(f"label propagation, {name:<14} pseudo-labels right on the pool "
           f"{format_mean_std(labelprop[name]['pseudo_label_acc'])} %, test {format_mean_std(labelprop[name]['test_acc'])} %")
 print(f"HOG + logistic regression on the 100 labels alone: {format_mean_std(hog_probe100)} %   "

@@ -110,3 +110,25 @@ def test_views_are_averaged_and_must_match():
     assert min(mixed["pseudo_label_acc"]) > 0.6  # a useless view dilutes the good one, it does not erase it
     with pytest.raises(ValueError, match="same views"):
         label_propagation_accuracy([x, x], y, [test_x], test_y, draws)
+
+
+def test_a_shared_cache_builds_each_views_graph_once_and_changes_nothing(monkeypatch):
+    import course_lib.labelprop as lp
+
+    x, y = two_moons_like()
+    test_x, test_y = two_moons_like(seed=1)
+    noise = torch.randn(len(x), 3, generator=torch.Generator().manual_seed(0))
+    noise_test = torch.randn(len(test_x), 3, generator=torch.Generator().manual_seed(1))
+    draws = [torch.tensor([0, 119]), torch.tensor([59, 60])]
+    kw = dict(k=4, knn_k=3, iters=200)
+    expected = [label_propagation_accuracy(x, y, test_x, test_y, draws, **kw),
+                label_propagation_accuracy([x, noise], y, [test_x, noise_test], test_y, draws, **kw)]
+    built = []
+    monkeypatch.setattr(lp, "knn_graph", lambda f, k: built.append(f) or knn_graph(f, k=k))
+    cache: dict = {}
+    got = [label_propagation_accuracy(x, y, test_x, test_y, draws, cache=cache, **kw),
+           label_propagation_accuracy([x, noise], y, [test_x, noise_test], test_y, draws, cache=cache, **kw)]
+    assert got == expected
+    assert len(built) == 2  # x's graph once (shared by both calls), the noise view's once
+    label_propagation_accuracy(x, y, test_x, test_y, draws, cache=cache, k=5, knn_k=3)
+    assert len(built) == 3  # another k is another graph
