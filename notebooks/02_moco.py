@@ -1103,7 +1103,7 @@ save_results("02_moco", PROFILE, metrics, report=REPORT if DATASET == "mnist" el
                     "moco_scan_encoder_probe10_acc": "the same on the SCAN-refined encoder",
                     "moco_scan_encoder_finetune100_acc": f"fine-tuning as moco_finetune100_acc, from the refined encoder; {note}",
                     "moco_selftrain100_acc": "every layer of the refined encoder fine-tuned on the pool's pseudo-labels "
-                                             "from label propagation on MoCo + HOG plus the 100 labels (self-training, "
+                                             f"from label propagation on {TEACHER} plus the 100 labels (self-training, "
                                              f"{cfg['selftrain_rounds']} round(s) of one pass); {note}",
                     "moco_finetune100_acc": f"all layers, {cfg['ft_steps']} steps, encoder lr 10x lower; {note}",
                     "pretrain_wall_s": f"from checkpoint metadata ({meta.get('threads', '?')} thread(s), shared CPU)"

@@ -176,13 +176,15 @@ def main() -> None:
     def graph(teacher: str) -> torch.Tensor:
         return knn_graph((pixels() if teacher == "lp-pixels" else graph_features())[0], k=10)
 
+    graphs: dict = {}  # the features' graph, shared by lp-both and lp-hog
+
     @functools.cache
     def two_graphs(teacher: str) -> dict:
         """Every draw's pseudo-labels from the features' graph and the pixels' ("lp-both") or HOG's ("lp-hog")."""
         other = pixels() if teacher == "lp-both" else hog()
         return label_propagation_accuracy([graph_features()[0], other[0]], pool.labels,
                                           [graph_features()[1], other[1]], val.labels, list(draws.values()),
-                                          keep_pseudo_labels=True)
+                                          keep_pseudo_labels=True, cache=graphs)
 
     def teacher_labels(name: str, s: Setting, d: int) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The label-propagation teacher's labels of the kept pool images, and their indices (None: the probe)."""
